@@ -1,0 +1,108 @@
+"""``nalarc build``: app source -> build directory (generated modules, ir.json)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import CompileError
+from ._version import __version__
+from .codegen import emit_module
+from .frontend import load_modules, lower_program
+from .ir import Diagnostic, Program
+from .ir._json import dumps
+from .passes import PassContext, run_pipeline
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What one build produced."""
+
+    out_dir: Path
+    app_module: str
+    program: Program
+    warnings: tuple[Diagnostic, ...]
+    #: Wall-clock seconds the build took, and source lines it read.
+    seconds: float
+    lines: int
+
+    @property
+    def workflows(self) -> tuple[str, ...]:
+        for module in self.program.modules:
+            if module.name == self.app_module:
+                return module.workflows
+        return ()
+
+
+def default_build_dir(app_path: Path) -> Path:
+    return Path(".nalarc") / "build" / app_path.stem
+
+
+def _diagnostic_error(d: Diagnostic) -> CompileError:
+    path = Path(d.path)
+    try:
+        line = path.read_text(encoding="utf-8").splitlines()[d.span[0] - 1]
+    except (OSError, IndexError):
+        line = ""
+    return CompileError(d.path, d.span[0], d.span[1], d.message, line)
+
+
+class CompileErrors(CompileError):
+    """Several compile errors; ``str()`` shows them all."""
+
+    def __init__(self, errors: list[CompileError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.path, first.line, first.col, first.message, first.source_line)
+
+    def render(self) -> str:
+        return "\n".join(CompileError.render(e) for e in getattr(self, "errors", [self]))
+
+
+def build(app_path: Path, out_dir: Path | None = None, *, strict: bool = False) -> BuildResult:
+    """Compile ``app_path`` and the local modules it imports into ``out_dir``.
+
+    Raises:
+        CompileError: the app has errors (or, with ``strict``, fallbacks).
+    """
+    started = time.perf_counter()
+    app_path = Path(app_path)
+    modules = load_modules(app_path)
+    program = lower_program(modules, app_path.stem)
+    ctx = PassContext(strict=strict, diagnostics=list(program.diagnostics))
+    program = run_pipeline(program, ctx, {name: info.tree for name, info in modules.items()})
+    program = program.with_changes(diagnostics=tuple(ctx.diagnostics))
+    fatal = [d for d in ctx.diagnostics if d.severity == "error" or strict]
+    if fatal:
+        raise CompileErrors([_diagnostic_error(d) for d in fatal])
+    out = Path(out_dir) if out_dir is not None else default_build_dir(app_path)
+    out.mkdir(parents=True, exist_ok=True)
+    root = app_path.resolve().parent
+    for module in program.modules:
+        info = modules[module.name]
+        target = out / info.source.path.resolve().relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(emit_module(info.wrapper, module, program), encoding="utf-8")
+    (out / "ir.json").write_text(dumps(program), encoding="utf-8")
+    manifest = {
+        "nalarc": __version__,
+        "app": app_path.stem,
+        "source": str(app_path.resolve()),
+        "modules": sorted(modules),
+        "workflows": list(_workflows(program, app_path.stem)),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    lines = sum(info.source.text.count("\n") + 1 for info in modules.values())
+    warnings = tuple(d for d in ctx.diagnostics if d.severity == "warning")
+    return BuildResult(out, app_path.stem, program, warnings, time.perf_counter() - started, lines)
+
+
+def _workflows(program: Program, app: str) -> tuple[str, ...]:
+    for module in program.modules:
+        if module.name == app:
+            return module.workflows
+    return ()

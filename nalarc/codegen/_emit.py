@@ -1,0 +1,626 @@
+"""Code generation: rewrite each local module as the IR says.
+
+The generator is a LibCST transformer over the *original* tree.  It finds the
+syntax each IR node stands for by source span and rewrites it:
+
+==========================  ===============================================
+IR                          generated Python
+==========================  ===============================================
+FutureNode                  ``_nalarc_rt.call(tool, None, flags, (a,), {})``
+MaterializeNode (shallow)   ``(await _nalarc_rt.m(x))``
+MaterializeNode (deep)      ``(await _nalarc_rt.md(x))``
+CallNode compiled (async)   ``(await helper(x))``
+CallNode dynamic / opaque   ``(await _nalarc_rt.dyn(f, (x,), {}))``
+FunctionIR.is_async         ``async def``; ``for`` -> ``async for``
+ControlRegion try / with    settle on entry, settle and reconcile at body end
+Hoist                       launch statement moved up in its block
+==========================  ===============================================
+
+Inside synchronous code that may block (lambdas, generator expressions,
+regions) the same rewrites use the blocking forms ``bm``, ``bmd``, ``bcall``
+and ``bdyn``, which only ever run in worker threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from ..frontend._modules import target_names
+from ..ir import CallNode, ControlRegion, FunctionIR, FutureNode, MaterializeNode, ModuleIR, Program, Span
+
+RT = "_nalarc_rt"
+_IMPORT = f"from nalarc.executor import _rt as {RT}"
+#: Builtins that consume a whole iterable: a generator argument can be a list.
+_EAGER_CONSUMERS = frozenset(
+    f"builtins.{n}" for n in "sum min max sorted list tuple set frozenset dict".split()
+)
+_INTRINSIC_FUNCS = {"value": "value", "available": "available", "as_completed": "as_completed", "current_session": "session_id"}
+
+Expr = cst.BaseExpression
+
+
+def _span(node: cst.CSTNode, positions: object) -> Span:
+    r = positions[node]  # type: ignore[index]
+    return (r.start.line, r.start.column, r.end.line, r.end.column)
+
+
+def rt(name: str) -> cst.Attribute:
+    return cst.Attribute(cst.Name(RT), cst.Name(name))
+
+
+def _paren(node: Expr) -> Expr:
+    return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+def awaited(call: cst.Call) -> Expr:
+    return _paren(cst.Await(call))
+
+
+def rt_call(name: str, *args: Expr) -> cst.Call:
+    return cst.Call(rt(name), [cst.Arg(_arg_safe(a)) for a in args])
+
+
+def _arg_safe(node: Expr) -> Expr:
+    if isinstance(node, (cst.Tuple, cst.GeneratorExp)) and not node.lpar:
+        return _paren(node)
+    return node
+
+
+_COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+
+
+def pack_args(args: tuple[cst.Arg, ...] | list[cst.Arg]) -> tuple[cst.Tuple, cst.Dict]:
+    """Split call arguments into a ``(positional,)`` tuple and a ``{keyword: ...}`` dict."""
+    pos: list[cst.BaseElement] = []
+    kw: list[cst.BaseDictElement] = []
+    for arg in args:
+        if arg.keyword is not None:
+            kw.append(cst.DictElement(cst.SimpleString(repr(arg.keyword.value)), arg.value, comma=_COMMA))
+        elif arg.star == "**":
+            kw.append(cst.StarredDictElement(arg.value, comma=_COMMA))
+        elif arg.star == "*":
+            pos.append(cst.StarredElement(arg.value, comma=_COMMA))
+        else:
+            pos.append(cst.Element(arg.value, comma=_COMMA))
+    if pos:
+        last = pos[-1]
+        pos[-1] = last.with_changes(comma=cst.Comma())
+    if kw:
+        kw[-1] = kw[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    tup = cst.Tuple(pos, lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return tup, cst.Dict(kw)
+
+
+def _aiter(iterable: Expr, target: cst.BaseExpression) -> cst.Call:
+    """``aiter(it)``; ``aiter_unpack(it)`` when the target unpacks each element."""
+    unpacks = isinstance(target, (cst.Tuple, cst.List))
+    return rt_call("aiter_unpack" if unpacks else "aiter", iterable)
+
+
+def _settle_line() -> cst.SimpleStatementLine:
+    return cst.SimpleStatementLine([cst.Expr(awaited(rt_call("settle")))])
+
+
+def _stmt(code: str) -> cst.BaseStatement:
+    return cst.parse_statement(code)
+
+
+@dataclass
+class _Scope:
+    """The function being generated and how its code runs."""
+
+    fn: FunctionIR | None
+    #: ``async``: awaits allowed; ``sync``: blocking forms; ``plain``: untouched.
+    mode: str
+    try_bodies: list[tuple[ControlRegion, int]] = field(default_factory=list)
+    loop_depth: int = 0
+    needs_settle: bool = False
+    #: Statements to put before the statement being generated.
+    prefix: list[cst.BaseStatement] = field(default_factory=list)
+
+
+class Emitter(cst.CSTTransformer):
+    """Rewrites one module; see the module docstring for the mapping."""
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, module: ModuleIR, program: Program) -> None:
+        super().__init__()
+        self.module, self.program = module, program
+        self.all_functions = program.functions()
+        self.functions = {f.span: f for f in module.functions}
+        self.futures: dict[Span, FutureNode] = {}
+        self.calls: dict[Span, CallNode] = {}
+        self.mats: dict[Span, MaterializeNode] = {}
+        self.tries: dict[Span, ControlRegion] = {}
+        self.hoists: dict[Span, Span] = {}
+        for fn in module.functions:
+            self.futures.update({f.span: f for f in fn.futures})
+            self.calls.update({c.span: c for c in fn.calls})
+            self.mats.update({m.span: m for m in fn.materializations if m.needed})
+            self.tries.update({r.span: r for r in fn.regions if r.kind in ("try", "with")})
+            self.hoists.update({h.stmt: h.before for h in fn.hoists})
+        self.scopes: list[_Scope] = [_Scope(None, "plain")]
+        #: Lambdas / generator expressions being generated in blocking form.
+        self.sync_depth = 0
+        self.eager_genexps: set[Span] = set()
+        self.try_body_ids: dict[int, ControlRegion] = {}
+        self.region_exprs: list[bool] = []
+        #: Expressions inside a blocking-form expression that run in the enclosing scope.
+        self.islands: dict[int, int] = {}
+
+    # -- context -------------------------------------------------------------
+
+    def span(self, node: cst.CSTNode) -> Span:
+        return _span(node, self.get_metadata(PositionProvider, node))  # type: ignore[arg-type]
+
+    def pos(self, node: cst.CSTNode) -> Span:
+        r = self.get_metadata(PositionProvider, node)
+        return (r.start.line, r.start.column, r.end.line, r.end.column)
+
+    @property
+    def scope(self) -> _Scope:
+        return self.scopes[-1]
+
+    @property
+    def mode(self) -> str:
+        if self.sync_depth and self.scope.mode != "plain":
+            return "sync"
+        return self.scope.mode
+
+    def mark_region_use(self) -> None:
+        if self.region_exprs:
+            self.region_exprs[-1] = True
+
+    # -- functions -------------------------------------------------------------
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        fn = self.functions.get(self.pos(node))
+        if fn is None:
+            self.scopes.append(_Scope(None, "plain"))
+        elif fn.is_async:
+            self.scopes.append(_Scope(fn, "async"))
+        elif fn.is_region:
+            self.scopes.append(_Scope(fn, "sync"))
+        else:
+            self.scopes.append(_Scope(fn, "plain"))
+        self._saved_sync = getattr(self, "_saved_sync", [])
+        self._saved_sync.append(self.sync_depth)
+        self.sync_depth = 0
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        scope = self.scopes.pop()
+        self.sync_depth = self._saved_sync.pop()
+        fn = scope.fn
+        if fn is None:
+            return updated
+        if fn.is_async:
+            return updated.with_changes(asynchronous=cst.Asynchronous())
+        if fn.is_region:
+            wrapper = "region_gen" if fn.is_generator else "region"
+            return updated.with_changes(decorators=[*updated.decorators, cst.Decorator(rt(wrapper))])
+        return updated
+
+    # -- lambdas and generator expressions: blocking form ------------------------
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self.sync_depth += 1
+        self.region_exprs.append(False)
+
+    def leave_Lambda(self, original: cst.Lambda, updated: cst.Lambda) -> Expr:
+        self.sync_depth -= 1
+        is_region = self.region_exprs.pop()
+        if is_region and self.scope.mode != "plain":
+            return rt_call("region", updated)
+        return updated
+
+    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
+        if self.pos(node) in self.eager_genexps and self.mode == "async":
+            return
+        self.sync_depth += 1
+        self.region_exprs.append(False)
+        # The first iterable of a generator expression runs in the enclosing scope.
+        self.islands[id(node.for_in.iter)] = 0
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if id(node) in self.islands:
+            self.islands[id(node)] = self.sync_depth
+            self.sync_depth = 0
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> object:
+        result = super().on_leave(original_node, updated_node)  # type: ignore[arg-type]
+        if id(original_node) in self.islands:
+            self.sync_depth = self.islands.pop(id(original_node))
+        return result
+
+    def leave_GeneratorExp(self, original: cst.GeneratorExp, updated: cst.GeneratorExp) -> Expr:
+        if self.pos(original) in self.eager_genexps and self.mode == "async":
+            return cst.ListComp(updated.elt, self._async_for(updated.for_in))
+        self.sync_depth -= 1
+        is_region = self.region_exprs.pop()
+        if is_region and self.scope.mode != "plain":
+            return rt_call("region_iter", updated)
+        return updated
+
+    def _async_for(self, comp: cst.CompFor) -> cst.CompFor:
+        inner = self._async_for(comp.inner_for_in) if comp.inner_for_in else None
+        return comp.with_changes(
+            asynchronous=cst.Asynchronous(),
+            iter=_aiter(comp.iter, comp.target),
+            inner_for_in=inner,
+        )
+
+    def leave_ListComp(self, original: cst.ListComp, updated: cst.ListComp) -> Expr:
+        return self._comp(original, updated)
+
+    def leave_SetComp(self, original: cst.SetComp, updated: cst.SetComp) -> Expr:
+        return self._comp(original, updated)
+
+    def leave_DictComp(self, original: cst.DictComp, updated: cst.DictComp) -> Expr:
+        return self._comp(original, updated)
+
+    def _comp(self, original: cst.BaseComp, updated: Union[cst.ListComp, cst.SetComp, cst.DictComp]) -> Expr:
+        if self.mode == "async":
+            updated = updated.with_changes(for_in=self._async_for(updated.for_in))
+        return self.materialize(original, updated)
+
+    # -- materialization ---------------------------------------------------
+
+    def materialize(self, original: cst.CSTNode, updated: Expr) -> Expr:
+        mat = self.mats.get(self.pos(original))
+        if mat is None or self.mode == "plain":
+            return updated
+        name = "md" if mat.deep else "m"
+        if self.mode == "sync":
+            self.mark_region_use()
+            return rt_call("b" + name, updated)
+        return awaited(rt_call(name, updated))
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_BooleanOperation(self, original: cst.BooleanOperation, updated: cst.BooleanOperation) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_IfExp(self, original: cst.IfExp, updated: cst.IfExp) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_NamedExpr(self, original: cst.NamedExpr, updated: cst.NamedExpr) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_List(self, original: cst.List, updated: cst.List) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_Tuple(self, original: cst.Tuple, updated: cst.Tuple) -> Expr:
+        return self.materialize(original, updated)
+
+    def leave_Dict(self, original: cst.Dict, updated: cst.Dict) -> Expr:
+        return self.materialize(original, updated)
+
+    # -- calls -------------------------------------------------------------
+
+    def visit_Call(self, node: cst.Call) -> None:
+        call = self.calls.get(self.pos(node))
+        is_eager = call is not None and call.target in _EAGER_CONSUMERS
+        is_join = isinstance(node.func, cst.Attribute) and node.func.attr.value == "join"
+        if (is_eager or is_join) and len(node.args) == 1 and isinstance(node.args[0].value, cst.GeneratorExp):
+            self.eager_genexps.add(self.pos(node.args[0].value))
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> Expr:
+        mode = self.mode
+        if mode == "plain":
+            return updated
+        span = self.pos(original)
+        future = self.futures.get(span)
+        if future is not None:
+            result: Expr = self._component_call(future, updated, mode)
+        else:
+            call = self.calls.get(span)
+            result = self._other_call(call, updated, mode)
+        return self.materialize(original, result)
+
+    def _component_call(self, future: FutureNode, updated: cst.Call, mode: str) -> Expr:
+        if future.method is None:
+            target, method = updated.func, cst.Name("None")
+        else:
+            assert isinstance(updated.func, cst.Attribute)
+            target, method = updated.func.value, cst.SimpleString(repr(future.method))
+        args, kwargs = pack_args(updated.args)
+        if mode == "sync":
+            self.mark_region_use()
+        return rt_call("bcall" if mode == "sync" else "call", target, method, cst.Integer(str(future.flags)), args, kwargs)
+
+    def _other_call(self, call: CallNode | None, updated: cst.Call, mode: str) -> Expr:
+        kind = call.kind if call is not None else "dynamic"
+        if kind == "agent_handle":
+            return rt_call("handle", updated.func)
+        if kind == "opaque" and call is not None and (call.target or "").rpartition(".")[2] in (
+            "super", "locals", "globals", "vars", "dir", "eval", "exec"
+        ):
+            return updated
+        args, kwargs = pack_args(updated.args)
+        if mode == "sync":
+            if kind in ("compiled", "dynamic", "intrinsic"):
+                self.mark_region_use()
+            return rt_call("bdyn", updated.func, args, kwargs)
+        if kind == "compiled" and call is not None:
+            target = self.all_functions.get(call.target or "")
+            if target is not None and target.is_async:
+                return awaited(updated)
+            return awaited(rt_call("local", updated.func, args, kwargs))
+        if kind == "intrinsic" and call is not None:
+            name = _INTRINSIC_FUNCS[call.target or ""]
+            return awaited(cst.Call(rt(name), updated.args))
+        helper = "dyn_effect" if call is not None and call.target == "global" else "dyn"
+        return awaited(rt_call(helper, updated.func, args, kwargs))
+
+    # -- statements ----------------------------------------------------------
+
+    def visit_For(self, node: cst.For) -> None:
+        self.scope.loop_depth += 1
+
+    def leave_For(self, original: cst.For, updated: cst.For) -> cst.For:
+        self.scope.loop_depth -= 1
+        if self.scope.mode != "async":
+            return updated
+        return updated.with_changes(asynchronous=cst.Asynchronous(), iter=_aiter(updated.iter, original.target))
+
+    def visit_While(self, node: cst.While) -> None:
+        self.scope.loop_depth += 1
+
+    def leave_While(self, original: cst.While, updated: cst.While) -> cst.While:
+        self.scope.loop_depth -= 1
+        return updated
+
+    def visit_Try(self, node: cst.Try) -> None:
+        region = self.tries.get(self.pos(node))
+        if region is not None and self.scope.mode == "async":
+            self.try_body_ids[id(node.body)] = region
+
+    def visit_With(self, node: cst.With) -> None:
+        region = self.tries.get(self.pos(node))
+        if region is not None and self.scope.mode == "async":
+            self.try_body_ids[id(node.body)] = region
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        region = self.try_body_ids.get(id(node))
+        if region is not None:
+            self.scope.try_bodies.append((region, self.scope.loop_depth))
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        if id(original) in self.try_body_ids and self.scope.try_bodies:
+            self.scope.try_bodies.pop()
+        return self._apply_hoists(original, updated)
+
+    def _guarded_body(self, body: cst.BaseSuite) -> cst.IndentedBlock:
+        """``push_try; try: body; settle / except: reconcile / finally: exit_try``."""
+        inner = list(body.body) if isinstance(body, cst.IndentedBlock) else [
+            cst.SimpleStatementLine(list(body.body))
+        ]
+        guarded = cst.Try(
+            body=cst.IndentedBlock([*inner, _settle_line()]),
+            handlers=[
+                cst.ExceptHandler(
+                    body=cst.IndentedBlock([_stmt(f"raise await {RT}.reconcile(_nalarc_error)")]),
+                    type=cst.Name("BaseException"),
+                    name=cst.AsName(cst.Name("_nalarc_error")),
+                )
+            ],
+            finalbody=cst.Finally(cst.IndentedBlock([_stmt(f"{RT}.exit_try()")])),
+        )
+        return cst.IndentedBlock([_stmt(f"{RT}.push_try()"), guarded])
+
+    def leave_Try(self, original: cst.Try, updated: cst.Try) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        if id(original.body) not in self.try_body_ids:
+            return updated
+        new = updated.with_changes(body=self._guarded_body(updated.body))
+        return cst.FlattenSentinel([_settle_line(), new])
+
+    def leave_With(self, original: cst.With, updated: cst.With) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        if id(original.body) not in self.try_body_ids:
+            return updated
+        line, col = self.pos(original)[:2]
+        body: cst.BaseSuite = self._guarded_body(updated.body)
+        statements: list[cst.BaseStatement] = []
+        for index, item in reversed(list(enumerate(updated.items))):
+            statements = _explicit_with(item, body, f"{line}_{col}_{index}")
+            body = cst.IndentedBlock(statements)
+        return cst.FlattenSentinel([_settle_line(), *statements])
+
+    def _in_try_body(self) -> bool:
+        return bool(self.scope.try_bodies)
+
+    def _exits_try_body(self, loop_statement: bool) -> bool:
+        if not self.scope.try_bodies:
+            return False
+        if not loop_statement:
+            return True
+        # break/continue leave the body only if their loop encloses the try.
+        return self.scope.try_bodies[-1][1] >= self.scope.loop_depth
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        if self.scope.mode == "async" and self._in_try_body():
+            self.scope.needs_settle = True
+            if updated.value is not None:
+                return updated.with_changes(value=awaited(rt_call("settled", updated.value)))
+        return updated
+
+    def leave_Break(self, original: cst.Break, updated: cst.Break) -> cst.Break:
+        if self.scope.mode == "async" and self._exits_try_body(True):
+            self.scope.needs_settle = True
+        return updated
+
+    def leave_Continue(self, original: cst.Continue, updated: cst.Continue) -> cst.Continue:
+        if self.scope.mode == "async" and self._exits_try_body(True):
+            self.scope.needs_settle = True
+        return updated
+
+    def leave_Raise(self, original: cst.Raise, updated: cst.Raise) -> cst.Raise:
+        if self.scope.mode == "async":
+            self.scope.needs_settle = True
+        return updated
+
+    def leave_Assert(self, original: cst.Assert, updated: cst.Assert) -> cst.Assert:
+        if self.scope.mode == "async":
+            self.scope.needs_settle = True
+        return updated
+
+    def leave_Del(self, original: cst.Del, updated: cst.Del) -> cst.Del:
+        if self.scope.mode == "async":
+            self.scope.needs_settle = True
+        return updated
+
+    def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign) -> cst.AugAssign:
+        if self.scope.mode != "async":
+            return updated
+        fn = self.scope.fn
+        outer = fn.outer_writes if fn else ()
+        names = set(target_names(original.target))
+        if not isinstance(original.target, cst.Name) or names & set(outer) or self._visible(names):
+            self.scope.needs_settle = True
+        if isinstance(original.target, cst.Name) and fn and original.target.value in fn.maybe_pending:
+            name = original.target.value
+            self.scope.prefix.append(_stmt(f"{name} = await {RT}.md({name})"))
+        return updated
+
+    def _request_owned(self, target: cst.BaseExpression) -> bool:
+        """Is the stored-into container a local of this function (not a global)?"""
+        base = target.value if isinstance(target, (cst.Subscript, cst.Attribute)) else target
+        fn = self.scope.fn
+        if not isinstance(base, cst.Name) or fn is None:
+            return False
+        return base.value in {b.name for b in fn.bindings} and base.value not in fn.outer_writes
+
+    def _visible(self, names: set[str]) -> bool:
+        return any(names & set(region.visible) for region, _ in self.scope.try_bodies)
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.BaseSmallStatement:
+        if self.scope.mode != "async":
+            return updated
+        outer = set(self.scope.fn.outer_writes if self.scope.fn else ())
+        if len(updated.targets) == 1:
+            target = updated.targets[0].target
+            if isinstance(target, cst.Attribute):
+                return cst.Expr(awaited(rt_call("setattr_", target.value, cst.SimpleString(repr(target.attr.value)), updated.value)))
+            if isinstance(target, cst.Subscript) and len(target.slice) == 1 and isinstance(target.slice[0].slice, cst.Index):
+                key = target.slice[0].slice.value
+                helper = "setitem" if self._request_owned(original.targets[0].target) else "setitem_effect"
+                return cst.Expr(awaited(rt_call(helper, target.value, key, updated.value)))
+        names: set[str] = set()
+        for t in original.targets:
+            names |= set(target_names(t.target))
+        if names & outer or self._visible(names) or any(
+            not isinstance(t.target, (cst.Name, cst.Tuple, cst.List)) for t in original.targets
+        ):
+            self.scope.needs_settle = True
+            if self._visible(names) and not (names & outer):
+                return updated.with_changes(value=awaited(rt_call("md", updated.value)))
+        return updated
+
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        before: list[cst.BaseStatement] = []
+        if self.scope.needs_settle:
+            before.append(_settle_line())
+        before += self.scope.prefix
+        self.scope.needs_settle, self.scope.prefix = False, []
+        if not before:
+            return updated
+        return cst.FlattenSentinel([*before, updated])
+
+    # -- hoisting ------------------------------------------------------------
+
+    def _apply_hoists(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        if not self.hoists:
+            return updated
+        spans = [self.pos(s) for s in original.body]
+        moves = [(i, spans.index(self.hoists[s])) for i, s in enumerate(spans) if s in self.hoists and self.hoists[s] in spans]
+        if not moves:
+            return updated
+        body = list(updated.body)
+        order = list(range(len(body)))
+        for src, dst in moves:
+            order.remove(src)
+            order.insert(order.index(dst), src)
+        return updated.with_changes(body=[body[i] for i in order])
+
+    # -- module ----------------------------------------------------------------
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        body = list(updated.body)
+        index = 0
+        while index < len(body) and _is_docstring_or_future(body[index]):
+            index += 1
+        extra: list[cst.BaseStatement] = [_stmt(_IMPORT)]
+        body[index:index] = extra
+        body += self._agent_annotations()
+        body += self._pure_marks()
+        return updated.with_changes(body=body)
+
+    def _agent_annotations(self) -> list[cst.BaseStatement]:
+        out: list[cst.BaseStatement] = []
+        for comp in self.module.components:
+            if comp.kind == "agent" and comp.managed:
+                name = comp.key.partition(":")[2]
+                writes = ", ".join(repr(w) for w in comp.writes)
+                out.append(_stmt(f"{name}.__nalarc_writes__ = frozenset({{{writes}}})"))
+        return out
+
+    def _pure_marks(self) -> list[cst.BaseStatement]:
+        out: list[cst.BaseStatement] = []
+        for fn in self.module.functions:
+            local = fn.qualname.partition(":")[2]
+            if fn.pure and not fn.is_async and "." not in local and fn.kind == "helper":
+                out.append(_stmt(f"{RT}.mark_pure({local})"))
+        return out
+
+
+def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str) -> list[cst.BaseStatement]:
+    """PEP 343 spelled out, so ``__enter__`` / ``__exit__`` can run where they must."""
+    cm, ok, exc = f"_nalarc_cm_{tag}", f"_nalarc_ok_{tag}", f"_nalarc_exc_{tag}"
+    enter = awaited(rt_call("cm_enter", cst.Name(cm)))
+    bind: cst.BaseSmallStatement = (
+        cst.Assign([cst.AssignTarget(item.asname.name)], enter) if item.asname is not None else cst.Expr(enter)
+    )
+    handler = cst.ExceptHandler(
+        body=cst.IndentedBlock([
+            _stmt(f"{ok} = False"),
+            _stmt(f"if not await {RT}.cm_exit({cm}, {exc}):\n    raise\n"),
+        ]),
+        type=cst.Name("BaseException"),
+        name=cst.AsName(cst.Name(exc)),
+    )
+    guarded = cst.Try(
+        body=body if isinstance(body, cst.IndentedBlock) else cst.IndentedBlock([cst.SimpleStatementLine(list(body.body))]),
+        handlers=[handler],
+        finalbody=cst.Finally(cst.IndentedBlock([_stmt(f"if {ok}:\n    await {RT}.cm_exit({cm}, None)\n")])),
+    )
+    return [
+        cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(cm))], item.item)]),
+        cst.SimpleStatementLine([bind]),
+        _stmt(f"{ok} = True"),
+        guarded,
+    ]
+
+
+def _is_docstring_or_future(stmt: cst.BaseStatement) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return False
+    small = stmt.body[0]
+    if isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString)):
+        return True
+    return isinstance(small, cst.ImportFrom) and isinstance(small.module, cst.Name) and small.module.value == "__future__"
+
+
+def emit_module(wrapper: MetadataWrapper, module: ModuleIR, program: Program) -> str:
+    """The generated source of one module."""
+    return wrapper.visit(Emitter(module, program)).code

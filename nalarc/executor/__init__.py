@@ -1,0 +1,10 @@
+"""The executor: runs compiled apps (in-process here; worker processes next)."""
+
+from __future__ import annotations
+
+from ._app import InProcessRunner as InProcessRunner
+from ._app import LoadedApp as LoadedApp
+from ._app import load_app as load_app
+from ._app import run_workflow as run_workflow
+
+__all__ = ["InProcessRunner", "LoadedApp", "load_app", "run_workflow"]

@@ -1,0 +1,166 @@
+"""The in-process backend: components run in the driver's own trio loop.
+
+Sync component code runs in worker threads (it blocks on I/O); compiled async
+code runs natively in a frame of its own.  This is the embedded default for
+one request from the CLI and the reference the process backend is tested
+against.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from typing import Any
+
+import trio
+
+from .._errors import NalarcError
+from .._state import StateTransaction, bind_transaction, session
+from . import _rt
+from ._statestore import StateStore
+
+
+class InProcessBackend:
+    """Runs every component call in this process."""
+
+    def __init__(self, store: StateStore | None = None) -> None:
+        self.store = store if store is not None else StateStore(None)
+        self._instances: dict[str, Any] = {}
+
+    def new_runtime(self) -> _rt.Runtime:
+        """Runtime state for one ``trio.run`` (instances and state outlive it)."""
+        return _rt.Runtime(self)
+
+    def _instance(self, agent_class: type, key: str) -> Any:
+        instance = self._instances.get(key)
+        if instance is None:
+            instance = self._instances[key] = agent_class()
+        return instance
+
+    async def execute(self, call: _rt.CallRecord) -> Any:
+        directives = call.spec.directives
+        attempts = 1 + directives.retries
+        for attempt in range(attempts):
+            try:
+                if directives.timeout is None:
+                    return await self._execute_once(call)
+                with trio.fail_after(directives.timeout):
+                    return await self._execute_once(call)
+            except trio.TooSlowError:
+                error: BaseException = TimeoutError(
+                    f"{call.label} timed out after {directives.timeout} s"
+                )
+            except Exception as exc:  # noqa: BLE001 - retried or delivered
+                error = exc
+            if attempt + 1 == attempts:
+                raise error
+        raise AssertionError("unreachable")
+
+    async def _execute_once(self, call: _rt.CallRecord) -> Any:
+        if call.spec.kind == "tool":
+            fn = call.target
+            txn = None
+        else:
+            agent_class = call.target.agent_class
+            fn = getattr(self._instance(agent_class, call.spec.key), call.method or "")
+            txn = (
+                StateTransaction(call.session, call.spec.key, self.store.load(call.session, call.spec.key))
+                if call.spec.managed
+                else None
+            )
+        frame = call.pending.frame
+        assert frame is not None
+        result = await run_component_code(fn, call, frame.runtime, txn)
+        if txn is not None and txn.touched:
+            self.store.commit(call.session, call.spec.key, await _rt.md(txn.values))
+        return result
+
+    def run_inline(
+        self, spec: Any, target: Any, method: str | None,
+        args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str,
+    ) -> Any:
+        """Run a call synchronously, here and now (the fallback for implicit code)."""
+        if spec.kind == "tool":
+            with session(session_id):
+                return target(*args, **kwargs)
+        fn = getattr(self._instance(target.agent_class, spec.key), method or "")
+        if not spec.managed:
+            with session(session_id):
+                return fn(*args, **kwargs)
+        txn = StateTransaction(session_id, spec.key, self.store.load(session_id, spec.key))
+        with bind_transaction(txn):
+            result = fn(*args, **kwargs)
+        if txn.touched:
+            self.store.commit(session_id, spec.key, txn.values)
+        return result
+
+
+async def run_component_code(
+    fn: Any, call: _rt.CallRecord, runtime: _rt.Runtime, txn: StateTransaction | None
+) -> Any:
+    """Run a component's own code with its session (and state) bound."""
+    with session(call.session):
+        if txn is None:
+            return await _invoke(fn, call, runtime)
+        with bind_transaction(txn):
+            return await _invoke(fn, call, runtime)
+
+
+async def _invoke(fn: Any, call: _rt.CallRecord, runtime: _rt.Runtime) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await run_frame(fn, call.args, call.kwargs, runtime, call.session, call.request)
+    return await trio.to_thread.run_sync(
+        functools.partial(fn, *call.args, **call.kwargs),
+        limiter=runtime.thread_limiter,
+        abandon_on_cancel=True,
+    )
+
+
+async def run_frame(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    runtime: _rt.Runtime,
+    session_id: str,
+    request_id: str,
+) -> Any:
+    """Run compiled async code in a frame of its own; return its deep value."""
+    error: BaseException | None = None
+    result: Any = None
+    async with trio.open_nursery() as nursery:
+        frame = _rt.Frame(nursery, runtime, session_id, request_id)
+        token = _rt.enter_frame(frame)
+        try:
+            result = await fn(*args, **kwargs)
+            result = await _rt.md(result)
+            await _rt.settle()
+        except Exception as exc:  # noqa: BLE001 - reconciled and re-raised below
+            error = await _rt.reconcile(exc)
+            nursery.cancel_scope.cancel()
+        finally:
+            _rt.leave_frame(token)
+    if error is not None:
+        raise error
+    return result
+
+
+async def run_request(
+    fn: Any, inputs: dict[str, Any], runtime: _rt.Runtime, session_id: str = "default",
+    request_id: str | None = None,
+) -> Any:
+    """Run one workflow request to its (deep) value."""
+    if not inspect.iscoroutinefunction(fn):
+        # A workflow that calls no component compiles to plain code; it still
+        # gets a frame, for the regions (generators) it may reach.
+        plain = fn
+
+        async def fn(**kwargs: Any) -> Any:
+            return await trio.to_thread.run_sync(functools.partial(plain, **kwargs))
+
+    with session(session_id):
+        return await run_frame(fn, (), inputs, runtime, session_id, request_id or uuid.uuid4().hex)
+
+
+def not_found(name: str, known: list[str]) -> NalarcError:
+    return NalarcError(f"no workflow {name!r}; the app has: {', '.join(known) or 'none'}")

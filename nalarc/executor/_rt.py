@@ -1,0 +1,1031 @@
+"""The runtime that compiled code calls: futures, materialization, dispatch.
+
+Generated modules do ``from nalarc.executor import _rt as _nalarc_rt`` and use
+only the functions in ``__all__``.  The vocabulary:
+
+Frame
+    One execution of compiled code with its own futures: a workflow request
+    in the driver, or one component call.  Every future started in the frame
+    gets a sequence number in program order; *settling* waits for all of them
+    and raises the earliest failure, which is exactly the exception
+    sequential Python would have raised first.
+Pending
+    A future: a component call's result that may not be ready yet.  Its value
+    is immutable once set.
+Region
+    Synchronous compiled code (a lambda, a generator expression, a nested
+    ``def``) that may need to block on a future.  Regions only run in worker
+    threads, where blocking goes through ``trio.from_thread``.
+
+State (per frame): ``outstanding`` (futures not yet known to have succeeded,
+in start order), ``try_depth`` (how many compiled ``try`` bodies enclose the
+running code), ``last_raised`` (the failure most recently handed to user code).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextvars
+import copy
+import inspect
+import itertools
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, Protocol
+
+import trio
+
+from .._api import ComponentSpec, component_spec
+from .._errors import NalarcError, NalarcInternalError
+
+__all__ = [
+    "AgentHandle",
+    "Pending",
+    "aiter",
+    "as_completed",
+    "available",
+    "bcall",
+    "bdyn",
+    "bm",
+    "bmd",
+    "call",
+    "dyn",
+    "dyn_effect",
+    "local",
+    "push_try",
+    "region_iter",
+    "session_id",
+    "exit_try",
+    "m",
+    "mark_pure",
+    "md",
+    "reconcile",
+    "region",
+    "region_gen",
+    "setattr_",
+    "setitem",
+    "setitem_effect",
+    "settled",
+    "settle",
+    "value",
+]
+
+# Call flags, or-ed together by the code generator.
+EFFECT: Final = 1  #: the call writes state: it must not run after an earlier failure
+
+
+class Skipped(Exception):
+    """A state-writing call that never ran because an earlier call failed."""
+
+
+class Backend(Protocol):
+    """Where component calls execute (in-process, worker processes, Ray)."""
+
+    async def execute(self, call: CallRecord) -> Any: ...
+
+    def run_inline(
+        self, spec: ComponentSpec, target: Any, method: str | None,
+        args: tuple[Any, ...], kwargs: dict[str, Any], session: str,
+    ) -> Any: ...
+
+
+class CallRecord:
+    """What a backend needs to run one component call."""
+
+    __slots__ = ("spec", "target", "method", "args", "kwargs", "session", "request", "pending")
+
+    def __init__(
+        self,
+        spec: ComponentSpec,
+        target: Any,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        session: str,
+        request: str,
+        pending: Pending,
+    ) -> None:
+        self.spec, self.target, self.method = spec, target, method
+        self.args, self.kwargs = args, kwargs
+        self.session, self.request, self.pending = session, request, pending
+
+    @property
+    def label(self) -> str:
+        return self.spec.name + (f".{self.method}" if self.method else "")
+
+
+class Pending:
+    """A future.  Compiled code never exposes it to uncompiled code."""
+
+    __slots__ = ("_event", "_value", "_error", "seq", "frame", "label", "observed", "__weakref__")
+
+    def __init__(self, frame: Frame | None, seq: int, label: str) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.seq, self.frame, self.label = seq, frame, label
+        #: Its failure was handed to user code, or it is a phantom: a call
+        #: sequential Python never made because an earlier one raised.
+        self.observed = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Pending:
+        return self  # a future is immutable: snapshots share it
+
+    def __repr__(self) -> str:
+        state = "failed" if self._error else ("done" if self._event.is_set() else "pending")
+        return f"<nalarc future #{self.seq} {self.label} {state}>"
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def set_value(self, value: Any) -> None:
+        assert not self._event.is_set(), "a future's value is immutable once set"
+        self._value = value
+        self._event.set()
+
+    def set_error(self, error: BaseException) -> None:
+        assert not self._event.is_set(), "a future's value is immutable once set"
+        self._error = error
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def result(self) -> Any:
+        """The value of a done future (its exception is raised, reconciled)."""
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Frame:
+    """One execution of compiled code: a request, or one component call."""
+
+    def __init__(
+        self, nursery: trio.Nursery, runtime: Runtime, session: str, request: str
+    ) -> None:
+        self.nursery, self.runtime = nursery, runtime
+        self.session, self.request = session, request
+        self._seq = itertools.count(1)
+        self.outstanding: list[Pending] = []
+        self.try_depth = 0
+        self.last_raised: tuple[BaseException, int] | None = None
+        self.started = 0
+
+    def next_seq(self) -> int:
+        self.started += 1
+        return next(self._seq)
+
+    def now(self) -> int:
+        """A sequence number later than every future started so far."""
+        return self.started + 1
+
+    async def wait_before(self, seq: int) -> None:
+        for p in list(self.outstanding):
+            if p.seq < seq and not p.done():
+                await p.wait()
+
+    def earliest_failure(self, before: int) -> Pending | None:
+        """The earliest unobserved failed future started before ``before``."""
+        best: Pending | None = None
+        keep: list[Pending] = []
+        for p in self.outstanding:
+            if p.done() and not p.failed():
+                continue  # succeeded: forget it
+            keep.append(p)
+            if p.seq < before and p.failed() and not p.observed:
+                if best is None or p.seq < best.seq:
+                    best = p
+        self.outstanding = keep
+        return best
+
+    def raise_from(self, pending: Pending) -> BaseException:
+        """Hand ``pending``'s failure to user code; later futures become phantoms."""
+        pending.observed = True
+        for p in self.outstanding:
+            if p.seq > pending.seq:
+                p.observed = True
+        error = pending._error
+        assert error is not None
+        self.last_raised = (error, pending.seq)
+        return error
+
+
+class Runtime:
+    """Process-wide runtime state: the backend and the per-session call chains."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        #: Last call of (session, agent key) for in-order execution.
+        self.chains: dict[tuple[str, str], Pending] = {}
+        self.thread_limiter = trio.CapacityLimiter(256)
+
+
+_frame: contextvars.ContextVar[Frame | None] = contextvars.ContextVar("nalarc_frame", default=None)
+
+
+def current_frame() -> Frame:
+    frame = _frame.get()
+    if frame is None:
+        raise NalarcError(
+            "compiled nalarc code ran outside the runtime; run it with `nalarc run` "
+            "or nalarc.executor.run_request()"
+        )
+    return frame
+
+
+def enter_frame(frame: Frame) -> contextvars.Token[Frame | None]:
+    return _frame.set(frame)
+
+
+def leave_frame(token: contextvars.Token[Frame | None]) -> None:
+    _frame.reset(token)
+
+
+# --------------------------------------------------------------------------
+# Materialization
+# --------------------------------------------------------------------------
+
+
+async def m(x: Any) -> Any:
+    """Shallow: the value of a future, anything else unchanged."""
+    if type(x) is not Pending:
+        return x
+    if not x.done():
+        await x.wait()
+    if x._error is None:
+        return x._value
+    raise await _failure_of(x)
+
+
+async def _failure_of(p: Pending) -> BaseException:
+    """The exception sequential Python would raise where ``p`` is used."""
+    frame = p.frame
+    if frame is None or p.observed:
+        assert p._error is not None
+        return p._error
+    await frame.wait_before(p.seq)
+    first = frame.earliest_failure(p.seq + 1)
+    return frame.raise_from(first if first is not None else p)
+
+
+_ATOMS: Final = (int, float, str, bool, type(None), bytes, complex)
+
+
+def _has_pending(x: Any, depth: int = 0) -> bool:
+    t = type(x)
+    if t is Pending or t is _AsCompleted:
+        return True
+    if t in _ATOMS or depth > 64:
+        return False
+    if t is list or t is tuple:
+        return any(_has_pending(v, depth + 1) for v in x)
+    if t is dict:
+        return any(_has_pending(v, depth + 1) for v in x.values())
+    return False
+
+
+async def md(x: Any) -> Any:
+    """Deep: replace futures inside lists, tuples and dicts by their values.
+
+    Lists and dicts are updated in place (a future *is* its value, so nobody
+    can tell the difference, and aliases stay aliases); tuples are rebuilt.
+    """
+    t = type(x)
+    if t is Pending:
+        return await md(await m(x))
+    if t in _ATOMS:
+        return x
+    if t is list:
+        for i, v in enumerate(x):
+            if type(v) not in _ATOMS:
+                x[i] = await md(v)
+        return x
+    if t is dict:
+        for k, v in x.items():
+            if type(v) not in _ATOMS:
+                x[k] = await md(v)
+        return x
+    if t is tuple:
+        if not _has_pending(x):
+            return x
+        return tuple([await md(v) for v in x])
+    if t is _AsCompleted:
+        # Handed to code that iterates it synchronously: values in completion order.
+        return [await md(v) async for v in x]
+    return x
+
+
+async def settle() -> None:
+    """Wait for every future of the frame; raise the earliest failure."""
+    frame = current_frame()
+    while True:
+        waiting = [p for p in frame.outstanding if not p.done()]
+        if not waiting:
+            break
+        for p in waiting:
+            await p.wait()
+    first = frame.earliest_failure(frame.now())
+    if first is not None:
+        raise frame.raise_from(first)
+
+
+async def reconcile(error: BaseException) -> BaseException:
+    """The exception sequential Python would have raised instead of ``error``."""
+    if not isinstance(error, Exception):
+        return error  # Cancelled, KeyboardInterrupt, SystemExit: never swapped
+    frame = current_frame()
+    if frame.last_raised is not None and frame.last_raised[0] is error:
+        point = frame.last_raised[1]
+    else:
+        point = frame.now()
+    await frame.wait_before(point)
+    first = frame.earliest_failure(point)
+    if first is None:
+        return error
+    return frame.raise_from(first)
+
+
+def exit_try() -> None:
+    current_frame().try_depth -= 1
+
+
+# --------------------------------------------------------------------------
+# Component calls
+# --------------------------------------------------------------------------
+
+
+class AgentHandle:
+    """What ``Planner()`` evaluates to in compiled code: a handle, not an instance."""
+
+    __slots__ = ("agent_class", "spec")
+
+    def __init__(self, agent_class: type, spec: ComponentSpec) -> None:
+        self.agent_class, self.spec = agent_class, spec
+
+    def __getattr__(self, name: str) -> ComponentMethod:
+        if name.startswith("__") or not callable(getattr(self.agent_class, name, None)):
+            raise AttributeError(f"agent {self.spec.name!r} has no method {name!r}")
+        return ComponentMethod(self, name)
+
+    def __repr__(self) -> str:
+        return f"<nalarc agent handle {self.spec.name}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AgentHandle, (self.agent_class, self.spec))
+
+
+class ComponentMethod:
+    """A bound agent method reached through a handle: calling it is a component call."""
+
+    __slots__ = ("handle", "name")
+
+    def __init__(self, handle: AgentHandle, name: str) -> None:
+        self.handle, self.name = handle, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Reached only from uncompiled code running in a worker thread.
+        return _blocking(lambda: call(self.handle, self.name, 0, args, kwargs))
+
+
+def handle(agent_class: type) -> AgentHandle:
+    spec = component_spec(agent_class)
+    assert spec is not None and spec.kind == "agent"
+    return AgentHandle(agent_class, spec)
+
+
+def call(
+    target: Any, method: str | None, flags: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Pending:
+    """Start a component call now; its result is a future."""
+    if isinstance(target, AgentHandle):
+        spec = target.spec
+    else:
+        found = component_spec(target)
+        if found is None:
+            raise NalarcInternalError(f"{target!r} is not a component")
+        spec = found
+    frame = current_frame()
+    pending = Pending(frame, frame.next_seq(), spec.name + (f".{method}" if method else ""))
+    frame.outstanding.append(pending)
+    args, kwargs = _snapshot(args), _snapshot(kwargs)
+    record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
+    predecessor = _chain(frame, spec, pending)
+    frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
+    return pending
+
+
+def _snapshot(x: Any) -> Any:
+    """The arguments as they are now: the caller may mutate them before the call runs.
+
+    Components get copies, as they would across processes; futures inside are shared.
+    """
+    if type(x) in _ATOMS or type(x) is Pending:
+        return x
+    try:
+        return copy.deepcopy(x)
+    except Exception:  # noqa: BLE001 - uncopyable (locks, sockets): pass by reference
+        return x
+
+
+def _chain(frame: Frame, spec: ComponentSpec, pending: Pending) -> Pending | None:
+    """Calls of one session to a stateful or managed-state agent run in order."""
+    if spec.kind != "agent" or not (spec.directives.stateful or spec.managed):
+        return None
+    key = (frame.session, spec.key)
+    previous = frame.runtime.chains.get(key)
+    frame.runtime.chains[key] = pending
+    return previous
+
+
+async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: Pending | None) -> None:
+    pending = record.pending
+    try:
+        record.args = await md(record.args)
+        record.kwargs = await md(record.kwargs)
+        if flags & EFFECT:
+            await frame.wait_before(pending.seq)
+            if any(p.seq < pending.seq and p.failed() and not p.observed for p in frame.outstanding):
+                raise Skipped(f"{record.label} skipped: an earlier call failed")
+        if predecessor is not None and not predecessor.done():
+            await predecessor.wait()
+        value = await frame.runtime.backend.execute(record)
+    except trio.Cancelled:
+        raise
+    except BaseException as error:  # noqa: BLE001 - delivered to the consumer
+        pending.set_error(error)
+    else:
+        pending.set_value(value)
+    finally:
+        if frame.runtime.chains.get((record.session, record.spec.key)) is pending:
+            del frame.runtime.chains[(record.session, record.spec.key)]
+
+
+# --------------------------------------------------------------------------
+# Dynamic dispatch: calls the compiler could not resolve statically
+# --------------------------------------------------------------------------
+
+_PURE_BUILTINS: Final = frozenset(
+    getattr(builtins, n)
+    for n in (
+        "abs all any ascii bin bool bytes callable chr complex dict divmod enumerate filter "
+        "float format frozenset getattr hasattr hash hex id int isinstance issubclass iter len "
+        "list map max min next oct ord pow range repr reversed round set slice sorted str sum "
+        "tuple type zip"
+    ).split()
+)
+_PURE_MODULES: Final = frozenset(
+    "math cmath json re copy itertools functools operator statistics string textwrap "
+    "collections dataclasses heapq bisect decimal fractions hashlib base64 difflib enum "
+    "typing unicodedata datetime".split()
+)
+#: Builtins that never look inside their arguments' elements.
+_SHALLOW_BUILTINS: Final = frozenset(
+    getattr(builtins, n)
+    for n in "len isinstance issubclass type id callable list tuple iter enumerate zip reversed".split()
+)
+_IMMUTABLE: Final = (str, bytes, int, float, complex, tuple, frozenset, bool, range)
+#: Container methods that store a value without looking at it.
+_STORES: Final = {(list, "append"), (list, "insert"), (dict, "setdefault")}
+_MUTATORS: Final = frozenset(
+    "append extend insert pop remove clear sort reverse update setdefault add discard popitem "
+    "__setitem__ __delitem__ __iadd__".split()
+)
+
+
+def mark_pure(fn: Any) -> Any:
+    """The compiler proved ``fn`` has no effect but its result."""
+    try:
+        fn.__nalarc_pure__ = True
+    except (AttributeError, TypeError):
+        pass
+    return fn
+
+
+def _is_pure(fn: Any) -> bool:
+    try:
+        if fn in _PURE_BUILTINS:
+            return True
+    except TypeError:
+        pass
+    if getattr(fn, "__nalarc_pure__", False):
+        return True
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        if isinstance(owner, _IMMUTABLE):
+            return True
+        if isinstance(owner, (list, dict, set)) and getattr(fn, "__name__", "") not in _MUTATORS:
+            return True
+    module = getattr(fn, "__module__", None) or ""
+    return module.partition(".")[0] in _PURE_MODULES
+
+
+def _is_mutation(fn: Any) -> bool:
+    owner = getattr(fn, "__self__", None)
+    return isinstance(owner, (list, dict, set)) and getattr(fn, "__name__", "") in _MUTATORS
+
+
+def _is_compiled_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+def _agent_spec(fn: Any) -> ComponentSpec | None:
+    if isinstance(fn, type):
+        spec = component_spec(fn)
+        return spec if spec is not None and spec.kind == "agent" else None
+    return None
+
+
+async def dyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call ``fn`` the right way for whatever it turns out to be at run time."""
+    fn = await m(fn)
+    if isinstance(fn, ComponentMethod):
+        return call(fn.handle, fn.name, _flags_of(fn), args, kwargs)
+    spec = component_spec(fn)
+    if spec is not None and spec.kind == "tool":
+        return call(fn, None, 0, args, kwargs)
+    agent_spec = _agent_spec(fn)
+    if agent_spec is not None:
+        await md(args)
+        return AgentHandle(fn, agent_spec)
+    intrinsic = _INTRINSICS.get(fn) if _hashable(fn) else None
+    if intrinsic is not None:
+        return await intrinsic(*args, **kwargs)
+    if _is_compiled_async(fn):
+        return await fn(*args, **kwargs)
+    owner = getattr(fn, "__self__", None)
+    owner_spec = _agent_spec(type(owner)) if owner is not None else None
+    if owner_spec is not None and inspect.ismethod(fn):
+        # A method of an agent instance made by uncompiled code (a module global).
+        agent_handle = AgentHandle(type(owner), owner_spec)
+        return call(agent_handle, fn.__name__, _flags_of(ComponentMethod(agent_handle, fn.__name__)), args, kwargs)
+    return await _opaque(fn, args, kwargs, effect=False)
+
+
+async def dyn_effect(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A call whose receiver is shared beyond this request (a module global)."""
+    await settle()
+    fn = await m(fn)
+    if isinstance(fn, ComponentMethod) or component_spec(fn) is not None or _is_compiled_async(fn):
+        return await dyn(fn, args, kwargs)
+    return await _opaque(fn, args, kwargs, effect=True)
+
+
+def _flags_of(method: ComponentMethod) -> int:
+    spec = method.handle.spec
+    writes = getattr(method.handle.agent_class, "__nalarc_writes__", None)
+    if spec.directives.stateful or (spec.managed and (writes is None or method.name in writes)):
+        return EFFECT
+    return 0
+
+
+def _hashable(x: Any) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
+async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect: bool) -> Any:
+    """Hand values to code nalarc did not compile: deep-materialize them first."""
+    frame = current_frame()
+    store_only = (type(getattr(fn, "__self__", None)), getattr(fn, "__name__", "")) in _STORES
+    if store_only and frame.try_depth == 0 and not effect:
+        if getattr(fn, "__name__", "") == "insert" and args:
+            args = (await md(args[0]), *args[1:])
+        elif getattr(fn, "__name__", "") == "setdefault" and args:
+            args = (await md(args[0]), *args[1:])
+        return fn(*args, **kwargs)
+    if _hashable(fn) and fn in _SHALLOW_BUILTINS and not kwargs and not any(map(is_region, args)):
+        return fn(*[await m(a) for a in args])
+    args = await md(args)
+    kwargs = await md(kwargs)
+    if effect or not _is_pure(fn) and (frame.try_depth > 0 or not _is_mutation(fn)):
+        await settle()
+    args, kwargs, needs_thread = _adapt_callbacks(args, kwargs)
+    if needs_thread or is_region(fn) or _wants_thread(fn):
+        result = await trio.to_thread.run_sync(
+            lambda: fn(*args, **kwargs), limiter=frame.runtime.thread_limiter
+        )
+    else:
+        result = fn(*args, **kwargs)
+    if needs_thread and isinstance(result, Iterator):
+        return _RegionIter(result)
+    if needs_thread and callable(result) and not isinstance(result, type):
+        return _RegionCallable(result)  # e.g. functools.partial(tool, ...)
+    return result
+
+
+class _RegionCallable:
+    """A callable built around a blocking callback: call it in a thread."""
+
+    __slots__ = ("fn",)
+    __nalarc_region__ = True
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def _wants_thread(fn: Any) -> bool:
+    """Impure app or library code may block on I/O: keep it off the event loop."""
+    if _is_pure(fn) or isinstance(fn, type):
+        return False
+    module = getattr(fn, "__module__", None)
+    return module not in (None, "builtins") and not isinstance(fn, types.BuiltinFunctionType)
+
+
+def _adapt_callbacks(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any], bool]:
+    """Swap callables that reach components for blocking versions (threads only)."""
+    needs_thread = False
+
+    def adapt(x: Any) -> Any:
+        nonlocal needs_thread
+        if is_region(x):
+            needs_thread = True
+            return x
+        blocking = _blocking_version(x)
+        if blocking is not None:
+            needs_thread = True
+            return blocking
+        return x
+
+    new_args = tuple(adapt(a) for a in args)
+    new_kwargs = {k: adapt(v) for k, v in kwargs.items()}
+    return new_args, new_kwargs, needs_thread
+
+
+def _blocking_version(x: Any) -> Callable[..., Any] | None:
+    if isinstance(x, ComponentMethod) or (
+        callable(x) and (_spec := component_spec(x)) is not None and _spec.kind == "tool"
+    ):
+        return lambda *a, **k: bmd(bdyn(x, a, k))
+    if _is_compiled_async(x):
+        return lambda *a, **k: bmd(bdyn(x, a, k))
+    return None
+
+
+# --------------------------------------------------------------------------
+# Stores that may keep futures (containers this request built) or not
+# --------------------------------------------------------------------------
+
+
+async def setitem_effect(obj: Any, key: Any, val: Any) -> None:
+    """``obj[key] = val`` on a container the request does not own (a global)."""
+    obj, key, val = await m(obj), await md(key), await md(val)
+    await settle()
+    obj[key] = val
+
+
+async def settled(x: Any) -> Any:
+    """``return x`` inside a try body: failures must surface inside the body."""
+    await settle()
+    return x
+
+
+async def setitem(obj: Any, key: Any, val: Any) -> None:
+    """``obj[key] = val``: lists and dicts may hold futures, other objects may not."""
+    frame = current_frame()
+    obj, key = await m(obj), await md(key)
+    if type(obj) in (list, dict) and frame.try_depth == 0:
+        obj[key] = val
+        return
+    val = await md(val)
+    if frame.try_depth > 0:
+        await settle()
+    obj[key] = val
+
+
+async def setattr_(obj: Any, name: str, val: Any) -> None:
+    """``obj.name = val``: an effect on an object the request may not own."""
+    obj, val = await m(obj), await md(val)
+    await settle()
+    setattr(obj, name, val)
+
+
+# --------------------------------------------------------------------------
+# Iteration and intrinsics
+# --------------------------------------------------------------------------
+
+
+class _SyncAsyncIter:
+    __slots__ = ("it",)
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.it = it
+
+    def __aiter__(self) -> _SyncAsyncIter:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self.it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class _ThreadAsyncIter(_SyncAsyncIter):
+    """Steps a region iterator in a worker thread (it may block on futures)."""
+
+    async def __anext__(self) -> Any:
+        sentinel = _DONE
+        item = await trio.to_thread.run_sync(next, self.it, sentinel)
+        if item is sentinel:
+            raise StopAsyncIteration
+        return item
+
+
+_DONE: Final = object()
+
+
+class _UnpackingAsyncIter:
+    """Materializes each element first: the loop target unpacks it."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: AsyncIterator[Any]) -> None:
+        self.inner = inner
+
+    def __aiter__(self) -> _UnpackingAsyncIter:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await md(await self.inner.__anext__())
+
+
+def aiter_unpack(iterable: Any) -> AsyncIterator[Any]:
+    """``for a, b in xs`` in compiled code."""
+    return _UnpackingAsyncIter(aiter(iterable))
+
+
+def aiter(iterable: Any) -> AsyncIterator[Any]:
+    """What a compiled ``for`` loop iterates over (``iterable`` is materialized)."""
+    if isinstance(iterable, _AsCompleted):
+        return iterable
+    if isinstance(iterable, _RegionIter):
+        return _ThreadAsyncIter(iterable)
+    return _SyncAsyncIter(iter(iterable))
+
+
+class _AsCompleted:
+    def __init__(self, items: list[Any]) -> None:
+        self.send, self.receive = trio.open_memory_channel[Any](len(items) or 1)
+        self.remaining = len(items)
+        frame = current_frame()
+        for item in items:
+            frame.nursery.start_soon(self._deliver, item)
+
+    async def _deliver(self, item: Any) -> None:
+        if type(item) is Pending and not item.done():
+            await item.wait()
+        self.send.send_nowait(item)
+
+    def __aiter__(self) -> _AsCompleted:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.remaining == 0:
+            raise StopAsyncIteration
+        self.remaining -= 1
+        return await self.receive.receive()
+
+
+async def as_completed(xs: Iterable[Any]) -> _AsCompleted:
+    return _AsCompleted(list(await m(xs)))
+
+
+async def available(x: Any) -> bool:
+    return type(x) is not Pending or x.done()
+
+
+async def value(x: Any, timeout: float | None = None) -> Any:
+    if timeout is None:
+        return await md(x)
+    with trio.fail_after(timeout):
+        if type(x) is Pending:
+            await x.wait()
+    return await md(x)
+
+
+def _intrinsics() -> dict[Any, Callable[..., Awaitable[Any]]]:
+    from .. import _intrinsics as plain
+    from .. import _state
+
+    return {
+        plain.available: available,
+        plain.value: value,
+        plain.as_completed: as_completed,
+        _state.current_session: session_id,
+    }
+
+
+
+# --------------------------------------------------------------------------
+# Regions: synchronous compiled code that may block (only in worker threads)
+# --------------------------------------------------------------------------
+
+
+def region(fn: Any) -> Any:
+    """Mark a compiled synchronous callable that may block on futures."""
+    try:
+        fn.__nalarc_region__ = True
+    except AttributeError:
+        pass
+    return fn
+
+
+def is_region(x: Any) -> bool:
+    return isinstance(x, _RegionIter) or getattr(x, "__nalarc_region__", False) is True
+
+
+class _RegionIter:
+    """A generator made of compiled synchronous code: step it in a thread."""
+
+    __slots__ = ("it",)
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.it = it
+
+    def __iter__(self) -> _RegionIter:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.it)
+
+    def send(self, value: Any) -> Any:
+        return self.it.send(value)  # type: ignore[attr-defined]
+
+    def throw(self, *args: Any) -> Any:
+        return self.it.throw(*args)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        close = getattr(self.it, "close", None)
+        if close is not None:
+            close()
+
+
+def region_gen(fn: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
+    """Decorate a compiled generator function whose body may block."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> _RegionIter:
+        return _RegionIter(fn(*args, **kwargs))
+
+    wrapper.__name__ = getattr(fn, "__name__", "gen")
+    wrapper.__qualname__ = getattr(fn, "__qualname__", "gen")
+    wrapper.__nalarc_region__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _on_trio_thread() -> bool:
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _blocking(fn: Callable[[], Any]) -> Any:
+    if _on_trio_thread():
+        raise NalarcError(
+            "a callback that calls components was invoked by code nalarc could not see "
+            "on the event loop thread; pass it directly as an argument of the call"
+        )
+    return trio.from_thread.run_sync(fn)
+
+
+def _blocking_async(afn: Callable[[], Awaitable[Any]]) -> Any:
+    if _on_trio_thread():
+        raise NalarcError(
+            "a callback that calls components was invoked by code nalarc could not see "
+            "on the event loop thread; pass it directly as an argument of the call"
+        )
+    return trio.from_thread.run(afn)
+
+
+def bm(x: Any) -> Any:
+    """Blocking ``m``: for regions."""
+    if type(x) is not Pending:
+        return x
+    if x.done() and x._error is None:
+        return x._value
+    return _blocking_async(lambda: m(x))
+
+
+def _all_done(x: Any, depth: int = 0) -> bool:
+    t = type(x)
+    if t is Pending:
+        return x.done() and x._error is None and _all_done(x._value, depth + 1)
+    if t is list or t is tuple:
+        return all(_all_done(v, depth + 1) for v in x)
+    if t is dict:
+        return all(_all_done(v, depth + 1) for v in x.values())
+    return t is not _AsCompleted
+
+
+def _md_now(x: Any) -> Any:
+    """``md`` for values that are all ready: needs no waiting, so no thread."""
+    t = type(x)
+    if t is Pending:
+        return _md_now(x._value)
+    if t is list:
+        x[:] = [_md_now(v) for v in x]
+        return x
+    if t is dict:
+        for k, v in x.items():
+            x[k] = _md_now(v)
+        return x
+    if t is tuple:
+        return tuple(_md_now(v) for v in x)
+    return x
+
+
+def bmd(x: Any) -> Any:
+    """Blocking ``md``: for regions (no wait at all when everything is ready)."""
+    if not _has_pending(x):
+        return x
+    if _all_done(x):
+        return _md_now(x)
+    return _blocking_async(lambda: md(x))
+
+
+def bcall(
+    target: Any, method: str | None, flags: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """A component call from synchronous compiled code.
+
+    In a worker thread it starts a future like :func:`call`.  On the event loop
+    thread (a property or dunder Python called implicitly) nothing can wait,
+    so the call runs inline: the compiler warned about this fallback.
+    """
+    if _on_trio_thread():
+        frame = current_frame()
+        spec = target.spec if isinstance(target, AgentHandle) else component_spec(target)
+        assert spec is not None
+        return frame.runtime.backend.run_inline(spec, target, method, bmd(args), bmd(kwargs), frame.session)
+    return _blocking(lambda: call(target, method, flags, args, kwargs))
+
+
+def bdyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Blocking ``dyn``: for regions."""
+    fn = bm(fn)
+    if isinstance(fn, ComponentMethod) or (
+        (spec := component_spec(fn)) is not None and spec.kind == "tool"
+    ) or _is_compiled_async(fn) or _agent_spec(fn) is not None or (
+        _hashable(fn) and fn in _INTRINSICS
+    ):
+        return _blocking_async(lambda: dyn(fn, args, kwargs))
+    return fn(*bmd(args), **bmd(kwargs))
+
+
+async def cm_enter(cm: Any) -> Any:
+    """``__enter__`` of a compiled ``with``; in a thread if it may block."""
+    enter = type(cm).__enter__
+    if _cm_blocks(cm):
+        return await trio.to_thread.run_sync(enter, cm)
+    return enter(cm)
+
+
+async def cm_exit(cm: Any, error: BaseException | None) -> bool:
+    """``__exit__`` of a compiled ``with``; True if it suppressed ``error``."""
+    exit_ = type(cm).__exit__
+    exc_info = (type(error), error, error.__traceback__) if error is not None else (None, None, None)
+    if _cm_blocks(cm):
+        return bool(await trio.to_thread.run_sync(lambda: exit_(cm, *exc_info)))
+    return bool(exit_(cm, *exc_info))
+
+
+def _cm_blocks(cm: Any) -> bool:
+    return is_region(getattr(cm, "gen", None)) or is_region(getattr(type(cm), "__enter__", None))
+
+
+def region_iter(gen: Iterator[Any]) -> _RegionIter:
+    """A generator expression whose body may block: step it in a thread."""
+    return _RegionIter(gen)
+
+
+def push_try() -> None:
+    """Entering a compiled ``try`` / ``with`` body (after the entry settle)."""
+    current_frame().try_depth += 1
+
+
+async def local(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call synchronous app code (``self.helper(x)``): never a component call."""
+    if _is_compiled_async(fn):
+        return await fn(*args, **kwargs)
+    return await _opaque(fn, args, kwargs, effect=False)
+
+
+async def session_id() -> str:
+    """``nalarc.current_session()`` in compiled code."""
+    return current_frame().session
+
+
+_INTRINSICS: Final = _intrinsics()

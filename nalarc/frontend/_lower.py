@@ -1,0 +1,1189 @@
+"""Lowering: LibCST modules to IR.
+
+For every function of every local module the lowering records, with source
+spans, what the later passes and the code generator need:
+
+* each component call (a :class:`~nalarc.ir.FutureNode`) and every other call
+  (a :class:`~nalarc.ir.CallNode` saying how it is made);
+* each place where Python needs a value (a :class:`~nalarc.ir.MaterializeNode`
+  *candidate*: placement later drops those that can never be pending);
+* assignments (:class:`~nalarc.ir.Binding`), control regions with the names a
+  ``try`` body must keep sequential, and straight-line statements for hoisting.
+
+It also reports misuse as :class:`~nalarc.CompileError` and fallbacks to
+sequential semantics as warnings.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import PositionProvider
+
+from .._errors import CompileError
+from ..ir import (
+    ArgRef,
+    Binding,
+    CallNode,
+    ComponentIR,
+    ControlRegion,
+    Diagnostic,
+    FunctionIR,
+    FutureNode,
+    MaterializeNode,
+    ModuleIR,
+    Program,
+    Span,
+    StatementInfo,
+)
+from ._modules import (
+    NALARC_DECORATORS,
+    NALARC_INTRINSICS,
+    NALARC_STATE,
+    ModuleInfo,
+    Symbol,
+    target_names,
+)
+from ._source import span_of
+
+_BUILTINS = frozenset(dir(builtins))
+#: Builtins that must be called directly: they look at the caller's frame.
+FRAME_BUILTINS = frozenset({"super", "locals", "globals", "vars", "dir", "eval", "exec"})
+#: Builtins with no effect but their result (their calls are not barriers).
+PURE_BUILTINS = frozenset(
+    "abs all any ascii bin bool bytes callable chr complex dict divmod enumerate filter float "
+    "format frozenset getattr hasattr hash hex id int isinstance issubclass iter len list map "
+    "max min next oct ord pow range repr reversed round set slice sorted str sum tuple type zip".split()
+)
+_IMPLICIT_DECORATORS = frozenset({"property", "cached_property", "setter", "getter", "deleter"})
+
+
+@dataclass
+class _Component:
+    key: str
+    kind: str
+    node: cst.FunctionDef | cst.ClassDef
+    directives: dict[str, object]
+    methods: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    open_kwargs: set[str] = field(default_factory=set)
+    managed: list[str] = field(default_factory=list)
+
+
+class Lowerer:
+    """Lowers all modules of one app; collects diagnostics."""
+
+    def __init__(self, modules: dict[str, ModuleInfo], app: str) -> None:
+        self.modules, self.app = modules, app
+        self.diagnostics: list[Diagnostic] = []
+        self.components: dict[str, _Component] = {}
+        self.functions: dict[str, cst.FunctionDef] = {}
+        self.classes: dict[str, cst.ClassDef] = {}
+
+    def lower(self) -> Program:
+        for info in self.modules.values():
+            self._discover(info)
+        out = [self._lower_module(info) for info in self.modules.values()]
+        return Program(self.app, tuple(out), tuple(self.diagnostics))
+
+    # -- discovery ---------------------------------------------------------
+
+    def decorator(self, info: ModuleInfo, dec: cst.Decorator) -> tuple[str, dict[str, object]] | None:
+        """``(nalarc name, literal keyword arguments)`` if ``dec`` is a nalarc decorator."""
+        expr = dec.decorator
+        call_args: Sequence[cst.Arg] = ()
+        if isinstance(expr, cst.Call):
+            call_args, expr = expr.args, expr.func
+        name = self.nalarc_name(info, expr)
+        if name not in NALARC_DECORATORS:
+            return None
+        kwargs: dict[str, object] = {}
+        for arg in call_args:
+            if arg.keyword is None:
+                raise self._error(info, arg, f"@nalarc.{name} takes keyword arguments only")
+            try:
+                kwargs[arg.keyword.value] = ast.literal_eval(info.tree.code_for_node(arg.value))
+            except (ValueError, SyntaxError):
+                kwargs[arg.keyword.value] = None  # not a literal: checked at run time
+        return name, kwargs
+
+    def nalarc_name(self, info: ModuleInfo, expr: cst.BaseExpression) -> str | None:
+        """The nalarc attribute ``expr`` names (``n.tool`` -> ``tool``), else None."""
+        if isinstance(expr, cst.Name):
+            symbol = info.symbols.get(expr.value)
+            return symbol.target if symbol and symbol.kind == "nalarc" and symbol.target else None
+        if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name):
+            symbol = info.symbols.get(expr.value.value)
+            if symbol and symbol.kind == "nalarc" and symbol.target == "":
+                return expr.attr.value
+        return None
+
+    def _discover(self, info: ModuleInfo) -> None:
+        for stmt in info.tree.body:
+            if isinstance(stmt, cst.FunctionDef):
+                self._discover_function(info, stmt)
+            elif isinstance(stmt, cst.ClassDef):
+                self._discover_class(info, stmt)
+
+    def _discover_function(self, info: ModuleInfo, node: cst.FunctionDef) -> None:
+        key = f"{info.name}:{node.name.value}"
+        self.functions[key] = node
+        for dec in node.decorators:
+            found = self.decorator(info, dec)
+            if found is None:
+                continue
+            name, kwargs = found
+            if name == "agent":
+                raise self._error(info, dec, "@nalarc.agent expects a class, not a function")
+            if name == "tool":
+                self._check_directives(info, dec, "tool", kwargs)
+                comp = _Component(key, "tool", node, kwargs)
+                comp.methods[node.name.value] = _param_names(node.params)
+                if node.params.star_kwarg is not None:
+                    comp.open_kwargs.add(node.name.value)
+                self.components[key] = comp
+                info.symbols[node.name.value] = Symbol("tool", key)
+            elif name == "workflow":
+                info.symbols[node.name.value] = Symbol("workflow", key)
+
+    def _discover_class(self, info: ModuleInfo, node: cst.ClassDef) -> None:
+        key = f"{info.name}:{node.name.value}"
+        self.classes[key] = node
+        for dec in node.decorators:
+            found = self.decorator(info, dec)
+            if found is None:
+                continue
+            name, kwargs = found
+            if name != "agent":
+                raise self._error(info, dec, f"@nalarc.{name} expects a function, not a class")
+            self._check_directives(info, dec, "agent", kwargs)
+            comp = _Component(key, "agent", node, kwargs)
+            for item in _class_body(node):
+                if isinstance(item, cst.FunctionDef):
+                    comp.methods[item.name.value] = _param_names(item.params)[1:]
+                    if item.params.star_kwarg is not None:
+                        comp.open_kwargs.add(item.name.value)
+                    if item.name.value == "__init__" and _required_params(item.params) > 1:
+                        raise self._error(
+                            info, item, f"agent {node.name.value!r}: __init__ must take no required arguments"
+                        )
+                elif isinstance(item, cst.SimpleStatementLine):
+                    for small in item.body:
+                        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call):
+                            if self.nalarc_name(info, small.value.func) in NALARC_STATE:
+                                comp.managed += target_names(small.targets[0].target)
+            self.components[key] = comp
+            info.symbols[node.name.value] = Symbol("agent", key)
+
+    _TOOL_DIRECTIVES = frozenset({"retries", "timeout", "idempotent", "max_instances"})
+    _AGENT_DIRECTIVES = frozenset(
+        {"stateful", "batchable", "preemptable", "min_instances", "max_instances", "resources", "retries", "timeout"}
+    )
+
+    def _check_directives(self, info: ModuleInfo, dec: cst.Decorator, kind: str, kwargs: dict[str, object]) -> None:
+        allowed = self._TOOL_DIRECTIVES if kind == "tool" else self._AGENT_DIRECTIVES
+        for name in kwargs:
+            if name not in allowed:
+                raise self._error(
+                    info, dec, f"unknown directive {name!r} for @nalarc.{kind}; expected one of {', '.join(sorted(allowed))}"
+                )
+
+    def _error(self, info: ModuleInfo, node: cst.CSTNode, message: str) -> CompileError:
+        return info.source.error(span_of(info.wrapper.resolve(PositionProvider)[node]), message)
+
+    # -- modules -----------------------------------------------------------
+
+    def _lower_module(self, info: ModuleInfo) -> ModuleIR:
+        functions: list[FunctionIR] = []
+        workflows: list[str] = []
+        for stmt in info.tree.body:
+            if isinstance(stmt, cst.FunctionDef):
+                kind = _function_kind(info, stmt, self)
+                if kind == "workflow":
+                    workflows.append(stmt.name.value)
+                functions += _FunctionLowerer(self, info, stmt, stmt.name.value, kind, None, None).run()
+            elif isinstance(stmt, cst.ClassDef):
+                comp = self.components.get(f"{info.name}:{stmt.name.value}")
+                for item in _class_body(stmt):
+                    if isinstance(item, cst.FunctionDef):
+                        kind = "agent_method" if comp else "helper"
+                        qual = f"{stmt.name.value}.{item.name.value}"
+                        functions += _FunctionLowerer(self, info, item, qual, kind, stmt.name.value, None).run()
+        components = [self._component_ir(info, c) for c in self.components.values() if c.key.startswith(info.name + ":")]
+        return ModuleIR(info.name, str(info.source.path), tuple(functions), tuple(components), tuple(workflows))
+
+    def _component_ir(self, info: ModuleInfo, comp: _Component) -> ComponentIR:
+        span = span_of(info.wrapper.resolve(PositionProvider)[comp.node])
+        return ComponentIR(
+            key=comp.key,
+            kind="tool" if comp.kind == "tool" else "agent",
+            span=span,
+            directives=tuple(sorted(comp.directives.items())),
+            methods=tuple(sorted(comp.methods.items())),
+            open_kwargs=tuple(sorted(comp.open_kwargs)),
+            managed=tuple(comp.managed),
+        )
+
+
+def _function_kind(info: ModuleInfo, node: cst.FunctionDef, lowerer: Lowerer) -> str:
+    symbol = info.symbols.get(node.name.value)
+    if symbol is not None and symbol.kind == "workflow":
+        return "workflow"
+    if symbol is not None and symbol.kind == "tool":
+        return "tool"
+    return "helper"
+
+
+def _class_body(node: cst.ClassDef) -> list[cst.CSTNode]:
+    body = node.body
+    return list(body.body) if isinstance(body, cst.IndentedBlock) else []
+
+
+def _param_names(params: cst.Parameters) -> tuple[str, ...]:
+    names = [p.name.value for p in (*params.posonly_params, *params.params)]
+    if isinstance(params.star_arg, cst.Param):
+        names.append("*" + params.star_arg.name.value)
+    names += [p.name.value for p in params.kwonly_params]
+    if params.star_kwarg is not None:
+        names.append("**" + params.star_kwarg.name.value)
+    return tuple(names)
+
+
+def _required_params(params: cst.Parameters) -> int:
+    positional = [*params.posonly_params, *params.params]
+    return sum(1 for p in positional if p.default is None) + sum(1 for p in params.kwonly_params if p.default is None)
+
+
+# ---------------------------------------------------------------------------
+# Scopes
+# ---------------------------------------------------------------------------
+
+_SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
+def _walk_scope(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Descendants of ``node`` in the same scope (nested scopes not entered)."""
+    for child in node.children:
+        yield child
+        if isinstance(child, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(child, _SCOPE_NODES):
+            # Walrus targets inside comprehensions bind in the enclosing function.
+            yield from (n for n in _walk_all(child) if isinstance(n, cst.NamedExpr))
+            continue
+        yield from _walk_scope(child)
+
+
+def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    for child in node.children:
+        yield child
+        yield from _walk_all(child)
+
+
+def local_names(fn: cst.FunctionDef) -> tuple[set[str], set[str], set[str]]:
+    """(locals, global-declared, nonlocal-declared) of a function."""
+    params = {n.lstrip("*") for n in _param_names(fn.params)}
+    assigned: set[str] = set()
+    globals_: set[str] = set()
+    nonlocals: set[str] = set()
+    for node in _walk_scope(fn.body):
+        if isinstance(node, cst.Global):
+            globals_ |= {n.name.value for n in node.names}
+        elif isinstance(node, cst.Nonlocal):
+            nonlocals |= {n.name.value for n in node.names}
+        elif isinstance(node, cst.AssignTarget):
+            assigned |= set(target_names(node.target))
+        elif isinstance(node, (cst.AnnAssign, cst.AugAssign)):
+            assigned |= set(target_names(node.target))
+        elif isinstance(node, (cst.For, cst.CompFor)):
+            assigned |= set(target_names(node.target))
+        elif isinstance(node, cst.AsName) and isinstance(node.name, cst.Name):
+            assigned.add(node.name.value)
+        elif isinstance(node, cst.ImportAlias):
+            if node.asname is None:
+                assigned.add((cst.helpers.get_full_name_for_node(node.name) or "").partition(".")[0])
+        elif isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            assigned.add(node.name.value)
+        elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):
+            assigned.add(node.target.value)
+    return (params | assigned) - globals_ - nonlocals, globals_, nonlocals
+
+
+# ---------------------------------------------------------------------------
+# Function lowering
+# ---------------------------------------------------------------------------
+
+SHALLOW, DEEP, PASS = "shallow", "deep", "pass"
+
+
+@dataclass
+class _Resolution:
+    kind: str  # component, agent_handle, compiled, intrinsic, dynamic, opaque, frame, local
+    component: str | None = None
+    method: str | None = None
+    target: str | None = None
+    global_receiver: bool = False
+
+
+class _FunctionLowerer:
+    """Lowers one function (and, recursively, the functions nested in it)."""
+
+    def __init__(
+        self,
+        lowerer: Lowerer,
+        info: ModuleInfo,
+        node: cst.FunctionDef,
+        qualname: str,
+        kind: str,
+        owner: str | None,
+        parent: _FunctionLowerer | None,
+    ) -> None:
+        self.lowerer, self.info, self.node = lowerer, info, node
+        self.qualname = f"{info.name}:{qualname}"
+        self.local_qual = qualname
+        self.kind, self.owner, self.parent = kind, owner, parent
+        self.positions = info.wrapper.resolve(PositionProvider)
+        self.locals, self.globals, self.nonlocals = local_names(node)
+        self.futures: list[FutureNode] = []
+        self.calls: list[CallNode] = []
+        self.materializations: list[MaterializeNode] = []
+        self.bindings: list[Binding] = []
+        self.regions: list[ControlRegion] = []
+        self.statements: list[StatementInfo] = []
+        self.callees: set[str] = set()
+        self.region_stack: list[str] = []
+        self.nested: list[FunctionIR] = []
+        self.has_dynamic = False
+        self.has_intrinsics = False
+        self.impure = False
+        self.read_sites: list[tuple[str, str]] = []
+        self.writes_by_region: dict[str, set[str]] = {}
+        self._stmt_reads: set[str] = set()
+        self._stmt_barrier = False
+        self._stmt_launch: str | None = None
+        #: Names bound by the comprehensions and lambdas being lowered.
+        self.inner_locals: list[set[str]] = []
+        self.handle_vars = self._handle_vars()
+        self.self_name = _param_names(node.params)[0] if owner and node.params.params else None
+
+    # -- entry ---------------------------------------------------------
+
+    def run(self) -> list[FunctionIR]:
+        span = self.span(self.node)
+        self.push_region("function", self.node)
+        for name in _param_names(self.node.params):
+            self.bindings.append(Binding(name.lstrip("*"), span, "maybe"))
+        self.block(self.node.body)
+        self.pop_region()
+        decorators = {cst.helpers.get_full_name_for_node(d.decorator) or "" for d in self.node.decorators}
+        name = self.node.name.value
+        implicit = (name.startswith("__") and name.endswith("__")) or bool(
+            {d.rpartition(".")[2] for d in decorators} & _IMPLICIT_DECORATORS
+        )
+        fn = FunctionIR(
+            qualname=self.qualname,
+            kind=self.kind,  # type: ignore[arg-type]
+            span=span,
+            params=tuple(p.lstrip("*") for p in _param_names(self.node.params)),
+            parent=self.parent.qualname if self.parent else None,
+            owner=f"{self.info.name}:{self.owner}" if self.owner else None,
+            is_generator=self._is_generator(),
+            implicit=implicit,
+            pure=not self.impure and not self.futures and not self.has_dynamic and not self.globals and not self.nonlocals,
+            has_dynamic_calls=self.has_dynamic,
+            has_intrinsics=self.has_intrinsics,
+            callees=tuple(sorted(self.callees)),
+            futures=tuple(self.futures),
+            calls=tuple(self.calls),
+            materializations=tuple(self.materializations),
+            regions=tuple(self._regions_with_visibility()),
+            bindings=tuple(self.bindings),
+            statements=tuple(self.statements),
+            outer_writes=tuple(sorted(self.globals | self.nonlocals)),
+        )
+        return [fn, *self.nested]
+
+    def _is_generator(self) -> bool:
+        return any(isinstance(n, (cst.Yield,)) for n in _walk_scope(self.node.body))
+
+    def _handle_vars(self) -> set[str]:
+        """Locals bound only to ``AgentClass()``: calls of their methods are component calls."""
+        bound: dict[str, bool] = {}
+        for node in _walk_scope(self.node.body):
+            if isinstance(node, cst.Assign):
+                is_handle = isinstance(node.value, cst.Call) and self._agent_class(node.value.func) is not None
+                for target in node.targets:
+                    for name in target_names(target.target):
+                        ok = is_handle and isinstance(target.target, cst.Name)
+                        bound[name] = bound.get(name, True) and ok
+            elif isinstance(node, (cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)):
+                for name in target_names(node.target):
+                    bound[name] = False
+        params = {p.lstrip("*") for p in _param_names(self.node.params)}
+        return {n for n, ok in bound.items() if ok and n not in params}
+
+    # -- helpers ---------------------------------------------------------
+
+    def span(self, node: cst.CSTNode) -> Span:
+        return span_of(self.positions[node])
+
+    def error(self, node: cst.CSTNode, message: str) -> CompileError:
+        return self.lowerer._error(self.info, node, message)
+
+    def warn(self, node: cst.CSTNode, message: str) -> None:
+        self.lowerer.diagnostics.append(Diagnostic("warning", str(self.info.source.path), self.span(node), message))
+
+    def push_region(self, kind: str, node: cst.CSTNode) -> str:
+        rid = f"r{len(self.regions)}"
+        parent = self.region_stack[-1] if self.region_stack else None
+        self.regions.append(ControlRegion(rid, kind, self.span(node), parent))  # type: ignore[arg-type]
+        self.region_stack.append(rid)
+        return rid
+
+    def pop_region(self) -> None:
+        self.region_stack.pop()
+
+    @property
+    def region(self) -> str:
+        return self.region_stack[-1]
+
+    def scope_of(self, name: str) -> str:
+        if name in self.locals or any(name in inner for inner in self.inner_locals):
+            return "local"
+        if name in self.nonlocals:
+            return "closure"
+        if name in self.globals:
+            return "global"
+        p = self.parent
+        while p is not None:
+            if name in p.locals:
+                return "closure"
+            p = p.parent
+        if name in self.info.symbols:
+            return "global"
+        return "builtin" if name in _BUILTINS else "global"
+
+    def symbol(self, name: str) -> Symbol | None:
+        return self.info.symbols.get(name) if self.scope_of(name) == "global" else None
+
+    def _agent_class(self, func: cst.BaseExpression) -> str | None:
+        sym = self._resolve_global(func)
+        return sym.target if sym is not None and sym.kind == "agent" else None
+
+    def _resolve_global(self, expr: cst.BaseExpression) -> Symbol | None:
+        """The module-level symbol ``expr`` names, following local-module attributes."""
+        if isinstance(expr, cst.Name):
+            return self.symbol(expr.value)
+        if isinstance(expr, cst.Attribute):
+            base = self._resolve_global(expr.value)
+            if base is not None and base.kind == "module":
+                module = self.lowerer.modules.get(base.target)
+                if module is not None:
+                    return module.symbols.get(expr.attr.value)
+                return Symbol("external", f"{base.target}.{expr.attr.value}")
+            if base is not None and base.kind == "nalarc" and base.target == "":
+                return Symbol("nalarc", expr.attr.value)
+            if base is not None and base.kind == "external":
+                return Symbol("external", f"{base.target}.{expr.attr.value}")
+        return None
+
+    def note_read(self, name: str) -> None:
+        self._stmt_reads.add(name)
+        self.read_sites.append((name, self.region))
+
+    def note_write(self, name: str) -> None:
+        for rid in self.region_stack:
+            self.writes_by_region.setdefault(rid, set()).add(name)
+
+    def bind(self, target: cst.BaseExpression, source: str, refs: tuple[str, ...] = ()) -> None:
+        for name in target_names(target):
+            self.note_write(name)
+            if name in self.globals or name in self.nonlocals:
+                continue
+            if isinstance(target, cst.Name):
+                self.bindings.append(Binding(name, self.span(target), source, refs))  # type: ignore[arg-type]
+            else:
+                self.bindings.append(Binding(name, self.span(target), "maybe"))
+
+    # -- calls -------------------------------------------------------------
+
+    def resolve_call(self, func: cst.BaseExpression) -> _Resolution:
+        if isinstance(func, cst.Name):
+            scope = self.scope_of(func.value)
+            if scope in ("local", "closure"):
+                return _Resolution("dynamic")
+            if scope == "builtin":
+                if func.value in FRAME_BUILTINS:
+                    return _Resolution("frame", target=f"builtins.{func.value}")
+                return _Resolution("opaque", target=f"builtins.{func.value}")
+            return self._resolve_symbol_call(self._resolve_global(func), func)
+        if isinstance(func, cst.Attribute):
+            base = func.value
+            if isinstance(base, cst.Name) and base.value == self.self_name and self.owner:
+                method = f"{self.info.name}:{self.owner}.{func.attr.value}"
+                if method in self._known_methods():
+                    return _Resolution("local", target=method)
+                return _Resolution("dynamic")
+            if isinstance(base, cst.Name) and base.value in self.handle_vars:
+                agent = self._handle_agent(base.value)
+                return self._component_method(agent, func)
+            if isinstance(base, cst.Call) and self._agent_class(base.func) is not None:
+                return self._component_method(self._agent_class(base.func), func)
+            symbol = self._resolve_global(func)
+            if symbol is not None:
+                return self._resolve_symbol_call(symbol, func)
+            base_symbol = self._resolve_global(base) if isinstance(base, cst.Name) else None
+            if base_symbol is not None and base_symbol.kind == "variable":
+                return _Resolution("dynamic", global_receiver=True)
+        return _Resolution("dynamic")
+
+    def _known_methods(self) -> set[str]:
+        cls = self.lowerer.classes.get(f"{self.info.name}:{self.owner}")
+        if cls is None:
+            return set()
+        return {f"{self.info.name}:{self.owner}.{i.name.value}" for i in _class_body(cls) if isinstance(i, cst.FunctionDef)}
+
+    def _handle_agent(self, var: str) -> str | None:
+        for node in _walk_scope(self.node.body):
+            if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+                if any(target_names(t.target) == [var] for t in node.targets):
+                    return self._agent_class(node.value.func)
+        return None
+
+    def _component_method(self, agent: str | None, func: cst.Attribute) -> _Resolution:
+        comp = self.lowerer.components.get(agent or "")
+        if comp is None:
+            return _Resolution("dynamic")
+        method = func.attr.value
+        if method not in comp.methods or method.startswith("_"):
+            raise self.error(func.attr, f"agent {comp.key.partition(':')[2]!r} has no public method {method!r}")
+        return _Resolution("component", component=comp.key, method=method)
+
+    def _resolve_symbol_call(self, symbol: Symbol | None, func: cst.BaseExpression) -> _Resolution:
+        if symbol is None:
+            return _Resolution("dynamic")
+        if symbol.kind == "tool":
+            return _Resolution("component", component=symbol.target)
+        if symbol.kind == "agent":
+            return _Resolution("agent_handle", component=symbol.target)
+        if symbol.kind in ("function", "workflow"):
+            return _Resolution("compiled", target=symbol.target)
+        if symbol.kind == "nalarc":
+            if symbol.target in NALARC_INTRINSICS:
+                return _Resolution("intrinsic", target=symbol.target)
+            return _Resolution("opaque", target=f"nalarc.{symbol.target}")
+        if symbol.kind == "external":
+            return _Resolution("opaque", target=symbol.target)
+        return _Resolution("dynamic")
+
+    # -- statements --------------------------------------------------------
+
+    def block(self, suite: cst.BaseSuite) -> None:
+        if isinstance(suite, cst.SimpleStatementSuite):
+            self._statement_line(suite, suite.body, self.span(suite))
+            return
+        assert isinstance(suite, cst.IndentedBlock)
+        block_id = self.span(suite)
+        for stmt in suite.body:
+            if isinstance(stmt, cst.SimpleStatementLine):
+                self._statement_line(stmt, stmt.body, block_id)
+            else:
+                self._record_statement(stmt, block_id, lambda s=stmt: self.compound(s))
+
+    def _statement_line(
+        self, node: cst.CSTNode, smalls: Sequence[cst.BaseSmallStatement], block_id: Span
+    ) -> None:
+        def run() -> None:
+            for small in smalls:
+                self.small(small)
+
+        self._record_statement(node, block_id, run)
+
+    def _record_statement(self, node: cst.CSTNode, block_id: Span, run: object) -> None:
+        outer = (self._stmt_reads, self._stmt_barrier, self._stmt_launch)
+        self._stmt_reads, self._stmt_barrier, self._stmt_launch = set(), False, None
+        writes_before = {k: set(v) for k, v in self.writes_by_region.items()}
+        run()  # type: ignore[operator]
+        writes = self.writes_by_region.get(self.region, set()) - writes_before.get(self.region, set())
+        self.statements.append(
+            StatementInfo(
+                span=self.span(node),
+                block=f"{block_id[0]}:{block_id[1]}",
+                reads=tuple(sorted(self._stmt_reads)),
+                writes=tuple(sorted(writes)),
+                launch=self._stmt_launch,
+                barrier=self._stmt_barrier or not isinstance(node, cst.SimpleStatementLine),
+            )
+        )
+        reads, barrier, _ = outer
+        self._stmt_reads = reads | self._stmt_reads
+        self._stmt_barrier = barrier or self._stmt_barrier
+        self._stmt_launch = None
+
+    def barrier(self) -> None:
+        self._stmt_barrier = True
+
+    def small(self, node: cst.BaseSmallStatement) -> None:
+        if isinstance(node, cst.Expr):
+            self.expr(node.value, PASS, "expr")
+        elif isinstance(node, cst.Assign):
+            self._assign(node)
+        elif isinstance(node, cst.AnnAssign):
+            if node.value is not None:
+                self._store(node.target, node.value, node)
+        elif isinstance(node, cst.AugAssign):
+            self._aug_assign(node)
+        elif isinstance(node, cst.Return):
+            self.barrier()
+            if node.value is not None:
+                # Deep for synchronous callers; placement drops it for async functions.
+                self.expr(node.value, DEEP, "return")
+        elif isinstance(node, cst.Raise):
+            self.barrier()
+            if node.exc is not None:
+                self.expr(node.exc, SHALLOW, "raise")
+            if node.cause is not None:
+                self.expr(node.cause, SHALLOW, "raise")
+        elif isinstance(node, cst.Assert):
+            self.barrier()
+            self.expr(node.test, SHALLOW, "test")
+            if node.msg is not None:
+                self.expr(node.msg, DEEP, "format")
+        elif isinstance(node, cst.Del):
+            self.barrier()
+            self._del_target(node.target)
+        elif isinstance(node, (cst.Global, cst.Nonlocal)):
+            self.impure = True
+        elif isinstance(node, (cst.Break, cst.Continue)):
+            self.barrier()
+        elif isinstance(node, (cst.Import, cst.ImportFrom)):
+            if isinstance(node, cst.Import):
+                for alias in node.names:
+                    self.note_write(_bound_name_of(alias))
+            else:
+                self.barrier()
+
+    def _del_target(self, target: cst.BaseExpression) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._del_target(el.value)
+        elif isinstance(target, cst.Subscript):
+            self.expr(target.value, SHALLOW, "subscript")
+            self._slices(target)
+        elif isinstance(target, cst.Attribute):
+            self.expr(target.value, SHALLOW, "attribute")
+
+    def _assign(self, node: cst.Assign) -> None:
+        if len(node.targets) == 1:
+            self._store(node.targets[0].target, node.value, node)
+            return
+        self.expr(node.value, DEEP, "store")
+        for t in node.targets:
+            self._store_target(t.target, "plain", ())
+
+    def _store(self, target: cst.BaseExpression, value: cst.BaseExpression, node: cst.CSTNode) -> None:
+        names = target_names(target)
+        outer = [n for n in names if n in self.globals or n in self.nonlocals]
+        if outer or not isinstance(target, (cst.Name, cst.Tuple, cst.List)) or _has_store_elements(target):
+            self.barrier()
+            self.impure = True
+            self.expr(value, PASS if isinstance(target, (cst.Attribute, cst.Subscript)) else DEEP, "store")
+            if outer:
+                self.warn(node, f"value written to {'global' if set(outer) & self.globals else 'nonlocal'} "
+                          f"{', '.join(outer)!s} is materialized first (sequential here)")
+            self._store_target(target, "plain", ())
+            return
+        if isinstance(target, cst.Name):
+            source, refs = self.expr(value, PASS, "assign")
+            future = self._last_future_for(value)
+            if future is not None:
+                self._stmt_launch = future if self._pure_args(value) else None
+                self.bind(target, "future", (future,))
+            else:
+                self.bind(target, source, refs)
+            return
+        # Unpacking looks inside the value (and nested targets inside its elements).
+        self.expr(value, DEEP, "iter")
+        self.bind(target, "plain")
+
+    def _pure_args(self, value: cst.BaseExpression) -> bool:
+        return isinstance(value, cst.Call) and all(
+            isinstance(a.value, (cst.Name, cst.Integer, cst.SimpleString, cst.Float)) for a in value.args
+        )
+
+    def _last_future_for(self, value: cst.BaseExpression) -> str | None:
+        if not isinstance(value, cst.Call):
+            return None
+        span = self.span(value)
+        for fut in self.futures:
+            if fut.span == span:
+                return fut.id
+        return None
+
+    def _store_target(self, target: cst.BaseExpression, source: str, refs: tuple[str, ...]) -> None:
+        if isinstance(target, cst.Attribute):
+            self.expr(target.value, SHALLOW, "attribute")
+        elif isinstance(target, cst.Subscript):
+            self.expr(target.value, SHALLOW, "subscript")
+            self._slices(target)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._store_target(el.value, source, refs)
+        elif isinstance(target, cst.StarredElement):
+            self._store_target(target.value, source, refs)
+        else:
+            self.bind(target, source, refs)  # type: ignore[arg-type]
+
+    def _aug_assign(self, node: cst.AugAssign) -> None:
+        target = node.target
+        if isinstance(target, cst.Name):
+            # The target itself is materialized by a statement before (see codegen).
+            self.note_read(target.value)
+            self.expr(node.value, DEEP, "operator")
+            if target.value in self.globals or target.value in self.nonlocals:
+                self.barrier()
+                self.impure = True
+            self.bind(target, "plain")
+            return
+        self.barrier()
+        self.impure = True
+        self._store_target(target, "plain", ())
+        self.expr(node.value, DEEP, "operator")
+
+    def compound(self, node: cst.BaseCompoundStatement) -> None:
+        if isinstance(node, cst.If):
+            self.expr(node.test, SHALLOW, "test")
+            self.push_region("if", node)
+            self.block(node.body)
+            self.pop_region()
+            if node.orelse is not None:
+                if isinstance(node.orelse, cst.If):
+                    self.compound(node.orelse)
+                else:
+                    self.block(node.orelse.body)
+        elif isinstance(node, cst.While):
+            self.push_region("while", node)
+            self.expr(node.test, SHALLOW, "test")
+            self.block(node.body)
+            self.pop_region()
+            if node.orelse is not None:
+                self.block(node.orelse.body)
+        elif isinstance(node, cst.For):
+            if node.asynchronous is not None:
+                raise self.error(node, "async for is not supported in nalarc app code")
+            source, _ = self.expr(node.iter, SHALLOW, "iter")
+            self.push_region("for", node)
+            self.bind(node.target, "plain" if _is_range(node.iter, self) else "maybe")
+            self.block(node.body)
+            self.pop_region()
+            if node.orelse is not None:
+                self.block(node.orelse.body)
+        elif isinstance(node, (cst.Try, cst.TryStar)):
+            self._try(node)
+        elif isinstance(node, cst.With):
+            self.barrier()
+            for item in node.items:
+                self.expr(item.item, SHALLOW, "with")
+                if item.asname is not None:
+                    self.bind(item.asname.name, "plain")
+            self.push_region("with", node)
+            self.block(node.body)
+            self.pop_region()
+        elif isinstance(node, cst.FunctionDef):
+            self._nested_function(node)
+        elif isinstance(node, cst.ClassDef):
+            self.warn(node, "class defined inside a compiled function: its methods run uncompiled")
+            self.note_write(node.name.value)
+            self.bindings.append(Binding(node.name.value, self.span(node), "plain"))
+        elif isinstance(node, cst.Match):
+            # Patterns look anywhere inside the subject: materialize it deeply.
+            self.expr(node.subject, DEEP, "test")
+            for case in node.cases:
+                for child in _walk_all(case.pattern):
+                    if isinstance(child, cst.MatchAs) and child.name is not None:
+                        self.bind(child.name, "plain")
+                    elif isinstance(child, cst.MatchStar) and child.name is not None:
+                        self.bind(child.name, "plain")
+                    elif isinstance(child, cst.MatchMapping) and child.rest is not None:
+                        self.bind(child.rest, "plain")
+                if case.guard is not None:
+                    self.expr(case.guard, SHALLOW, "test")
+                self.push_region("if", case)
+                self.block(case.body)
+                self.pop_region()
+        else:
+            raise self.error(node, f"{type(node).__name__} is not supported in nalarc app code")
+
+    def _try(self, node: cst.Try | cst.TryStar) -> None:
+        if isinstance(node, cst.TryStar):
+            raise self.error(node, "except* is not supported in compiled functions; use except")
+        self.barrier()
+        self.push_region("try", node)
+        self.block(node.body)
+        self.pop_region()
+        for handler in node.handlers:
+            if handler.type is not None:
+                self.expr(handler.type, SHALLOW, "test")
+            if handler.name is not None:
+                self.bind(handler.name.name, "plain")
+            self.block(handler.body)
+        if node.orelse is not None:
+            self.block(node.orelse.body)
+        if node.finalbody is not None:
+            self.block(node.finalbody.body)
+
+    def _nested_function(self, node: cst.FunctionDef) -> None:
+        self.note_write(node.name.value)
+        self.bindings.append(Binding(node.name.value, self.span(node), "plain"))
+        for dec in node.decorators:
+            self.expr(dec.decorator, DEEP, "store")
+        qual = f"{self.local_qual}.<locals>.{node.name.value}"
+        child = _FunctionLowerer(self.lowerer, self.info, node, qual, "nested", None, self)
+        self.nested += child.run()
+        self.callees.add(child.qualname)
+
+    # -- expressions -------------------------------------------------------
+
+    def candidate(self, node: cst.BaseExpression, ctx: str, reason: str, source: str, names: tuple[str, ...] = ()) -> None:
+        if ctx == PASS:
+            return
+        mid = f"m{len(self.materializations)}"
+        self.materializations.append(
+            MaterializeNode(mid, self.span(node), reason, ctx == DEEP, names, self.region, source)
+        )
+
+    def expr(self, node: cst.BaseExpression, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        """Lower ``node`` used in context ``ctx``; return its binding source and refs."""
+        if isinstance(node, cst.Name):
+            scope = self.scope_of(node.value)
+            if scope in ("local", "closure"):
+                self.note_read(node.value)
+                self.candidate(node, ctx, reason, scope if scope == "closure" else "name", (node.value,))
+                return ("alias", (node.value,)) if scope == "local" else ("maybe", ())
+            return "plain", ()
+        if isinstance(node, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.ConcatenatedString, cst.Ellipsis)):
+            return "plain", ()
+        if isinstance(node, cst.FormattedString):
+            for part in node.parts:
+                if isinstance(part, cst.FormattedStringExpression):
+                    self.expr(part.expression, DEEP, "format")
+                    if part.format_spec:
+                        for spec in part.format_spec:
+                            if isinstance(spec, cst.FormattedStringExpression):
+                                self.expr(spec.expression, DEEP, "format")
+            return "plain", ()
+        if isinstance(node, cst.Call):
+            return self.call(node, ctx, reason)
+        if isinstance(node, cst.Attribute):
+            symbol = self._resolve_global(node)
+            if symbol is None:
+                self.expr(node.value, SHALLOW, "attribute")
+            return "plain", ()
+        if isinstance(node, cst.Subscript):
+            self.expr(node.value, SHALLOW, "subscript")
+            self._slices(node)
+            self.candidate(node, ctx, reason, "subscript")
+            return "maybe", ()
+        if isinstance(node, cst.BinaryOperation):
+            self.expr(node.left, DEEP, "operator")
+            self.expr(node.right, DEEP, "operator")
+            return "plain", ()
+        if isinstance(node, cst.UnaryOperation):
+            self.expr(node.expression, SHALLOW if isinstance(node.operator, cst.Not) else DEEP, "operator")
+            return "plain", ()
+        if isinstance(node, cst.Comparison):
+            self.expr(node.left, DEEP, "operator")
+            for comp in node.comparisons:
+                self.expr(comp.comparator, DEEP, "operator")
+            return "plain", ()
+        if isinstance(node, cst.BooleanOperation):
+            self.expr(node.left, SHALLOW, "test")
+            self.expr(node.right, PASS, reason)
+            self.candidate(node, ctx, reason, "other")
+            return "maybe", ()
+        if isinstance(node, cst.IfExp):
+            self.expr(node.test, SHALLOW, "test")
+            self.expr(node.body, PASS, reason)
+            self.expr(node.orelse, PASS, reason)
+            self.candidate(node, ctx, reason, "other")
+            return "maybe", ()
+        if isinstance(node, (cst.List, cst.Tuple)):
+            maybe = False
+            for el in node.elements:
+                if isinstance(el, cst.StarredElement):
+                    self.expr(el.value, SHALLOW, "iter")
+                    maybe = True
+                else:
+                    maybe = self.expr(el.value, PASS, reason)[0] != "plain" or maybe
+            if ctx == DEEP and maybe:
+                self.candidate(node, ctx, reason, "other")
+            return ("maybe" if maybe else "plain"), ()
+        if isinstance(node, cst.Set):
+            for el in node.elements:
+                self.expr(el.value, SHALLOW if isinstance(el, cst.StarredElement) else DEEP, "hash")
+            return "plain", ()
+        if isinstance(node, cst.Dict):
+            maybe = False
+            for el in node.elements:
+                if isinstance(el, cst.DictElement):
+                    self.expr(el.key, DEEP, "hash")
+                    maybe = self.expr(el.value, PASS, reason)[0] != "plain" or maybe
+                else:
+                    self.expr(el.value, SHALLOW, "iter")
+                    maybe = True
+            if ctx == DEEP and maybe:
+                self.candidate(node, ctx, reason, "other")
+            return ("maybe" if maybe else "plain"), ()
+        if isinstance(node, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
+            return self.comprehension(node, ctx, reason)
+        if isinstance(node, cst.Lambda):
+            self.push_region("lambda", node)
+            params = {p.lstrip("*") for p in _param_names(node.params)}
+            self.inner_locals.append(params)
+            for p in params:
+                self.bindings.append(Binding(p, self.span(node), "plain"))
+            self.expr(node.body, DEEP, "callback")
+            self.inner_locals.pop()
+            self.pop_region()
+            return "plain", ()
+        if isinstance(node, cst.NamedExpr):
+            source, refs = self.expr(node.value, PASS, reason)
+            self.bind(node.target, source, refs)
+            self.candidate(node, ctx, reason, "other")
+            return "maybe", ()
+        if isinstance(node, cst.Await):
+            raise self.error(node, "await in nalarc app code: workflows are written as plain synchronous Python")
+        if isinstance(node, (cst.Yield,)):
+            if node.value is not None and isinstance(node.value, cst.BaseExpression):
+                self.expr(node.value, DEEP, "yield")
+            elif isinstance(node.value, cst.From):
+                self.expr(node.value.item, SHALLOW, "iter")
+            return "maybe", ()
+        if isinstance(node, cst.StarredElement):
+            self.expr(node.value, SHALLOW, "iter")
+            return "maybe", ()
+        return "maybe", ()
+
+    def _slices(self, node: cst.Subscript) -> None:
+        for element in node.slice:
+            sl = element.slice
+            if isinstance(sl, cst.Index):
+                self.expr(sl.value, DEEP, "hash")
+            elif isinstance(sl, cst.Slice):
+                for part in (sl.lower, sl.upper, sl.step):
+                    if part is not None:
+                        self.expr(part, DEEP, "hash")
+
+    def comprehension(self, node: cst.BaseComp, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        self.push_region("comprehension", node)
+        targets: set[str] = set()
+        comp_for: cst.CompFor | None = node.for_in
+        while comp_for is not None:
+            targets |= set(target_names(comp_for.target))
+            comp_for = comp_for.inner_for_in
+        # The first iterable is evaluated outside the comprehension's scope.
+        self.expr(node.for_in.iter, SHALLOW, "iter")
+        self.inner_locals.append(targets)
+        comp_for = node.for_in
+        first = True
+        while comp_for is not None:
+            if not first:
+                self.expr(comp_for.iter, SHALLOW, "iter")
+            first = False
+            self.bind(comp_for.target, "maybe")
+            for cond in comp_for.ifs:
+                self.expr(cond.test, SHALLOW, "test")
+            comp_for = comp_for.inner_for_in
+        if isinstance(node, cst.DictComp):
+            self.expr(node.key, DEEP, "hash")
+            self.expr(node.value, PASS, reason)
+        elif isinstance(node, cst.SetComp):
+            self.expr(node.elt, DEEP, "hash")
+        elif isinstance(node, cst.GeneratorExp):
+            self.expr(node.elt, DEEP, "yield")
+        else:
+            self.expr(node.elt, PASS, reason)
+        self.inner_locals.pop()
+        self.pop_region()
+        if ctx == DEEP and not isinstance(node, (cst.SetComp, cst.GeneratorExp)):
+            self.candidate(node, ctx, reason, "other")
+        return "maybe", ()
+
+    def call(self, node: cst.Call, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        res = self.resolve_call(node.func)
+        span = self.span(node)
+        if res.kind == "component":
+            return self._component_call(node, res, ctx, reason)
+        if res.kind == "agent_handle":
+            if node.args:
+                raise self.error(node, "an agent handle takes no arguments: agents are created by the runtime")
+            self.calls.append(CallNode(span, "agent_handle", res.component))
+            return "plain", ()
+        if isinstance(node.func, cst.Attribute) and res.kind in ("dynamic", "opaque", "local"):
+            if self._resolve_global(node.func) is None:
+                self.expr(node.func.value, SHALLOW, "attribute")
+        elif res.kind == "dynamic":
+            self.expr(node.func, SHALLOW, "call")
+        for arg in node.args:
+            if arg.star:
+                self.expr(arg.value, SHALLOW, "iter")
+            else:
+                self.expr(arg.value, DEEP if res.kind == "frame" else PASS, "argument")
+        if res.kind == "compiled" and res.target:
+            self.callees.add(res.target)
+            self.calls.append(CallNode(span, "compiled", res.target))
+            self.barrier()
+            self.candidate(node, ctx, reason, f"call:compiled:{res.target}")
+            return "maybe", ()
+        if res.kind == "local" and res.target:
+            self.callees.add(res.target)
+            self.calls.append(CallNode(span, "compiled", res.target))
+            self.barrier()
+            self.impure = True
+            self.candidate(node, ctx, reason, f"call:compiled:{res.target}")
+            return "maybe", ()
+        if res.kind == "intrinsic":
+            self.has_intrinsics = True
+            self.calls.append(CallNode(span, "intrinsic", res.target))
+            if res.target == "value" and node.args:
+                return "plain", ()
+            return "plain", ()
+        if res.kind in ("opaque", "frame"):
+            name = (res.target or "").rpartition(".")[2]
+            pure = (res.target or "").startswith("builtins.") and name in PURE_BUILTINS
+            if not pure:
+                self.barrier()
+                self.impure = True
+            if res.kind == "frame":
+                self.warn(node, f"{name}() looks at the caller's frame: arguments are materialized first")
+            self.calls.append(CallNode(span, "opaque", res.target))
+            if name in ("list", "tuple", "iter", "reversed", "zip", "enumerate", "filter", "map", "dict") and not pure is False:
+                self.candidate(node, ctx, reason, "call:plain")
+            return "plain", ()
+        # dynamic: the callee is only known at run time
+        self.has_dynamic = True
+        self.barrier()
+        self.impure = True
+        self.calls.append(CallNode(span, "dynamic", "global" if res.global_receiver else None))
+        self.candidate(node, ctx, reason, "call:dynamic")
+        return "maybe", ()
+
+    def _component_call(self, node: cst.Call, res: _Resolution, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        comp = self.lowerer.components[res.component or ""]
+        method = res.method or comp.key.partition(":")[2]
+        self._check_arguments(node, comp, method)
+        if isinstance(node.func, cst.Attribute) and isinstance(node.func.value, cst.Call):
+            self.calls.append(CallNode(self.span(node.func.value), "agent_handle", res.component))
+        elif isinstance(node.func, cst.Attribute) and isinstance(node.func.value, cst.Name):
+            self.note_read(node.func.value.value)
+        args: list[ArgRef] = []
+        position = 0
+        for arg in node.args:
+            before = set(self._stmt_reads)
+            self._stmt_reads = set()
+            if arg.star:
+                self.expr(arg.value, SHALLOW, "iter")
+                slot = arg.star
+            else:
+                self.expr(arg.value, PASS, "argument")
+                if arg.keyword is not None:
+                    slot = f"k={arg.keyword.value}"
+                else:
+                    slot = str(position)
+                    position += 1
+            args.append(ArgRef(slot, tuple(sorted(self._stmt_reads))))
+            self._stmt_reads |= before
+        fid = f"f{len(self.futures)}"
+        self.futures.append(
+            FutureNode(
+                id=fid,
+                span=self.span(node),
+                component=comp.key,
+                method=res.method,
+                args=tuple(args),
+                region=self.region,
+                order=len(self.futures),
+            )
+        )
+        self.candidate(node, ctx, reason, "call:component")
+        return "future", (fid,)
+
+    def _check_arguments(self, node: cst.Call, comp: _Component, method: str) -> None:
+        params = comp.methods.get(method, ())
+        if method in comp.open_kwargs:
+            return
+        accepted = {p for p in params if not p.startswith("*")}
+        for arg in node.args:
+            if arg.keyword is not None and arg.keyword.value not in accepted:
+                what = f"tool {method!r}" if comp.kind == "tool" else f"method {comp.key.partition(':')[2]}.{method}"
+                raise self.error(
+                    arg.keyword,
+                    f"{what} has no parameter {arg.keyword.value!r} (parameters: {', '.join(params) or 'none'})",
+                )
+
+    # -- try visibility ----------------------------------------------------
+
+    def _inside(self, rid: str | None, ancestor: str) -> bool:
+        parents = {r.id: r.parent for r in self.regions}
+        while rid is not None:
+            if rid == ancestor:
+                return True
+            rid = parents.get(rid)
+        return False
+
+    def _try_visible(self) -> dict[str, tuple[str, ...]]:
+        """For each try body: names assigned in it that code outside it may read.
+
+        Inside a loop every read in the loop counts: the next iteration, or
+        the handler, sees what the body assigned.
+        """
+        out: dict[str, tuple[str, ...]] = {}
+        kinds = {r.id: r for r in self.regions}
+        for region in self.regions:
+            if region.kind not in ("try", "with"):
+                continue  # a with body is a try body: __exit__ may swallow the error
+            loop = region.parent
+            while loop is not None and kinds[loop].kind not in ("for", "while"):
+                loop = kinds[loop].parent
+            outside = {
+                name
+                for name, rid in self.read_sites
+                if not self._inside(rid, region.id) or (loop is not None and self._inside(rid, loop))
+            }
+            out[region.id] = tuple(sorted(self.writes_by_region.get(region.id, set()) & outside))
+        return out
+
+    def _regions_with_visibility(self) -> list[ControlRegion]:
+        visible = self._try_visible()
+        return [r.with_changes(visible=visible.get(r.id, ())) for r in self.regions]
+
+
+def _has_store_elements(target: cst.BaseExpression) -> bool:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return any(_has_store_elements(e.value) for e in target.elements)
+    if isinstance(target, cst.StarredElement):
+        return _has_store_elements(target.value)
+    return isinstance(target, (cst.Attribute, cst.Subscript))
+
+
+def _bound_name_of(alias: cst.ImportAlias) -> str:
+    if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+        return alias.asname.name.value
+    return (cst.helpers.get_full_name_for_node(alias.name) or "").partition(".")[0]
+
+
+def _is_range(expr: cst.BaseExpression, fl: _FunctionLowerer) -> bool:
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Name)
+        and expr.func.value == "range"
+        and fl.scope_of("range") == "builtin"
+    )
+
+
+def lower_program(modules: dict[str, ModuleInfo], app: str) -> Program:
+    """Lower every module of the app to one :class:`~nalarc.ir.Program`."""
+    return Lowerer(modules, app).lower()

@@ -1,0 +1,56 @@
+"""Source files, parsing and diagnostics in ``path:line:col: error:`` form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import CodeRange
+
+from .._errors import CompileError
+from ..ir import Span
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One module of the app: its dotted name, where it is, and its text."""
+
+    name: str
+    path: Path
+    text: str
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+    def error(self, span: Span | CodeRange, message: str) -> CompileError:
+        line, col = (span[0], span[1]) if isinstance(span, tuple) else (span.start.line, span.start.column)
+        return CompileError(str(self.path), line, col, message, self.line(line))
+
+
+def read_source(name: str, path: Path) -> SourceFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CompileError(str(path), 1, 0, f"not UTF-8 text: {exc.reason}") from None
+    except OSError as exc:
+        raise CompileError(str(path), 1, 0, f"cannot read the file: {exc.strerror}") from None
+    return SourceFile(name, path, text)
+
+
+def parse(source: SourceFile) -> cst.Module:
+    """Parse with LibCST; a syntax error becomes a :class:`CompileError`."""
+    try:
+        return cst.parse_module(source.text)
+    except cst.ParserSyntaxError as exc:
+        message = exc.message.rstrip(".")
+        return _raise(CompileError(str(source.path), exc.raw_line, exc.raw_column, f"syntax error: {message}", source.line(exc.raw_line)))
+
+
+def _raise(error: CompileError) -> cst.Module:
+    raise error
+
+
+def span_of(code_range: CodeRange) -> Span:
+    return (code_range.start.line, code_range.start.column, code_range.end.line, code_range.end.column)
