@@ -23,6 +23,8 @@ and ``bdyn``, which only ever run in worker threads.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -41,11 +43,6 @@ _EAGER_CONSUMERS = frozenset(
 _INTRINSIC_FUNCS = {"value": "value", "available": "available", "as_completed": "as_completed", "current_session": "session_id"}
 
 Expr = cst.BaseExpression
-
-
-def _span(node: cst.CSTNode, positions: object) -> Span:
-    r = positions[node]  # type: ignore[index]
-    return (r.start.line, r.start.column, r.end.line, r.end.column)
 
 
 def rt(name: str) -> cst.Attribute:
@@ -73,7 +70,7 @@ def _arg_safe(node: Expr) -> Expr:
 _COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 
 
-def pack_args(args: tuple[cst.Arg, ...] | list[cst.Arg]) -> tuple[cst.Tuple, cst.Dict]:
+def pack_args(args: Sequence[cst.Arg]) -> tuple[cst.Tuple, cst.Dict]:
     """Split call arguments into a ``(positional,)`` tuple and a ``{keyword: ...}`` dict."""
     pos: list[cst.BaseElement] = []
     kw: list[cst.BaseDictElement] = []
@@ -105,7 +102,9 @@ def _settle_line() -> cst.SimpleStatementLine:
     return cst.SimpleStatementLine([cst.Expr(awaited(rt_call("settle")))])
 
 
+@functools.lru_cache(maxsize=512)
 def _stmt(code: str) -> cst.BaseStatement:
+    """A statement node from source (immutable, so shared freely)."""
     return cst.parse_statement(code)
 
 
@@ -154,9 +153,6 @@ class Emitter(cst.CSTTransformer):
         self.islands: dict[int, int] = {}
 
     # -- context -------------------------------------------------------------
-
-    def span(self, node: cst.CSTNode) -> Span:
-        return _span(node, self.get_metadata(PositionProvider, node))  # type: ignore[arg-type]
 
     def pos(self, node: cst.CSTNode) -> Span:
         r = self.get_metadata(PositionProvider, node)
@@ -232,8 +228,10 @@ class Emitter(cst.CSTTransformer):
             self.sync_depth = 0
         return super().on_visit(node)
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> object:
-        result = super().on_leave(original_node, updated_node)  # type: ignore[arg-type]
+    def on_leave(  # type: ignore[override]
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
+        result = super().on_leave(original_node, updated_node)
         if id(original_node) in self.islands:
             self.sync_depth = self.islands.pop(id(original_node))
         return result
@@ -328,6 +326,7 @@ class Emitter(cst.CSTTransformer):
         return self.materialize(original, result)
 
     def _component_call(self, future: FutureNode, updated: cst.Call, mode: str) -> Expr:
+        method: cst.BaseExpression
         if future.method is None:
             target, method = updated.func, cst.Name("None")
         else:
@@ -402,9 +401,7 @@ class Emitter(cst.CSTTransformer):
 
     def _guarded_body(self, body: cst.BaseSuite) -> cst.IndentedBlock:
         """``push_try; try: body; settle / except: reconcile / finally: exit_try``."""
-        inner = list(body.body) if isinstance(body, cst.IndentedBlock) else [
-            cst.SimpleStatementLine(list(body.body))
-        ]
+        inner = _statements(body)
         guarded = cst.Try(
             body=cst.IndentedBlock([*inner, _settle_line()]),
             handlers=[
@@ -556,7 +553,7 @@ class Emitter(cst.CSTTransformer):
     # -- module ----------------------------------------------------------------
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
-        body = list(updated.body)
+        body: list[cst.BaseStatement] = list(updated.body)
         index = 0
         while index < len(body) and _is_docstring_or_future(body[index]):
             index += 1
@@ -584,6 +581,14 @@ class Emitter(cst.CSTTransformer):
         return out
 
 
+def _statements(suite: cst.BaseSuite) -> list[cst.BaseStatement]:
+    """The statements of a block, whether indented or on the header's line."""
+    if isinstance(suite, cst.IndentedBlock):
+        return list(suite.body)
+    assert isinstance(suite, cst.SimpleStatementSuite)
+    return [cst.SimpleStatementLine(list(suite.body))]
+
+
 def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str) -> list[cst.BaseStatement]:
     """PEP 343 spelled out, so ``__enter__`` / ``__exit__`` can run where they must."""
     cm, ok, exc = f"_nalarc_cm_{tag}", f"_nalarc_ok_{tag}", f"_nalarc_exc_{tag}"
@@ -600,7 +605,7 @@ def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str) -> list[cs
         name=cst.AsName(cst.Name(exc)),
     )
     guarded = cst.Try(
-        body=body if isinstance(body, cst.IndentedBlock) else cst.IndentedBlock([cst.SimpleStatementLine(list(body.body))]),
+        body=cst.IndentedBlock(_statements(body)),
         handlers=[handler],
         finalbody=cst.Finally(cst.IndentedBlock([_stmt(f"if {ok}:\n    await {RT}.cm_exit({cm}, None)\n")])),
     )

@@ -638,7 +638,7 @@ def _wants_thread(fn: Any) -> bool:
     if _is_pure(fn) or isinstance(fn, type):
         return False
     module = getattr(fn, "__module__", None)
-    return module not in (None, "builtins") and not isinstance(fn, types.BuiltinFunctionType)
+    return module not in (None, "builtins")
 
 
 def _adapt_callbacks(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -264,32 +264,66 @@ def _required_params(params: cst.Parameters) -> int:
 _SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
 
 
-def _walk_scope(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+class _ScopeNodes(cst.CSTVisitor):
+    """Collects the nodes of one scope; nested scopes are not entered.
+
+    Walrus targets inside comprehensions still count: they bind in the
+    enclosing function.  (A visitor, because ``node.children`` re-visits.)
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[cst.CSTNode] = []
+        self._comprehensions = 0
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._comprehensions:
+            if isinstance(node, cst.NamedExpr):
+                self.nodes.append(node)
+            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                return False
+            return True
+        self.nodes.append(node)
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            return False
+        if isinstance(node, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
+            self._comprehensions += 1
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if isinstance(original_node, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
+            self._comprehensions -= 1
+
+
+def _walk_scope(node: cst.CSTNode) -> list[cst.CSTNode]:
     """Descendants of ``node`` in the same scope (nested scopes not entered)."""
+    walker = _ScopeNodes()
     for child in node.children:
-        yield child
-        if isinstance(child, (cst.FunctionDef, cst.ClassDef)):
-            continue
-        if isinstance(child, _SCOPE_NODES):
-            # Walrus targets inside comprehensions bind in the enclosing function.
-            yield from (n for n in _walk_all(child) if isinstance(n, cst.NamedExpr))
-            continue
-        yield from _walk_scope(child)
+        child.visit(walker)
+    return walker.nodes
 
 
-def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    for child in node.children:
-        yield child
-        yield from _walk_all(child)
+class _AllNodes(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.nodes: list[cst.CSTNode] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.nodes.append(node)
+        return True
 
 
-def local_names(fn: cst.FunctionDef) -> tuple[set[str], set[str], set[str]]:
+def _walk_all(node: cst.CSTNode) -> list[cst.CSTNode]:
+    walker = _AllNodes()
+    node.visit(walker)
+    return walker.nodes[1:]
+
+
+def local_names(fn: cst.FunctionDef, scope_nodes: list[cst.CSTNode] | None = None) -> tuple[set[str], set[str], set[str]]:
     """(locals, global-declared, nonlocal-declared) of a function."""
     params = {n.lstrip("*") for n in _param_names(fn.params)}
     assigned: set[str] = set()
     globals_: set[str] = set()
     nonlocals: set[str] = set()
-    for node in _walk_scope(fn.body):
+    for node in scope_nodes if scope_nodes is not None else _walk_scope(fn.body):
         if isinstance(node, cst.Global):
             globals_ |= {n.name.value for n in node.names}
         elif isinstance(node, cst.Nonlocal):
@@ -346,7 +380,8 @@ class _FunctionLowerer:
         self.local_qual = qualname
         self.kind, self.owner, self.parent = kind, owner, parent
         self.positions = info.wrapper.resolve(PositionProvider)
-        self.locals, self.globals, self.nonlocals = local_names(node)
+        self.scope_nodes = _walk_scope(node.body)
+        self.locals, self.globals, self.nonlocals = local_names(node, self.scope_nodes)
         self.futures: list[FutureNode] = []
         self.calls: list[CallNode] = []
         self.materializations: list[MaterializeNode] = []
@@ -407,12 +442,12 @@ class _FunctionLowerer:
         return [fn, *self.nested]
 
     def _is_generator(self) -> bool:
-        return any(isinstance(n, (cst.Yield,)) for n in _walk_scope(self.node.body))
+        return any(isinstance(n, cst.Yield) for n in self.scope_nodes)
 
     def _handle_vars(self) -> set[str]:
         """Locals bound only to ``AgentClass()``: calls of their methods are component calls."""
         bound: dict[str, bool] = {}
-        for node in _walk_scope(self.node.body):
+        for node in self.scope_nodes:
             if isinstance(node, cst.Assign):
                 is_handle = isinstance(node.value, cst.Call) and self._agent_class(node.value.func) is not None
                 for target in node.targets:
@@ -547,7 +582,7 @@ class _FunctionLowerer:
         return {f"{self.info.name}:{self.owner}.{i.name.value}" for i in _class_body(cls) if isinstance(i, cst.FunctionDef)}
 
     def _handle_agent(self, var: str) -> str | None:
-        for node in _walk_scope(self.node.body):
+        for node in self.scope_nodes:
             if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
                 if any(target_names(t.target) == [var] for t in node.targets):
                     return self._agent_class(node.value.func)
@@ -646,7 +681,7 @@ class _FunctionLowerer:
             if node.exc is not None:
                 self.expr(node.exc, SHALLOW, "raise")
             if node.cause is not None:
-                self.expr(node.cause, SHALLOW, "raise")
+                self.expr(node.cause.item, SHALLOW, "raise")
         elif isinstance(node, cst.Assert):
             self.barrier()
             self.expr(node.test, SHALLOW, "test")
@@ -702,6 +737,8 @@ class _FunctionLowerer:
             if future is not None:
                 self._stmt_launch = future if self._pure_args(value) else None
                 self.bind(target, "future", (future,))
+                index = int(future[1:])
+                self.futures[index] = self.futures[index].with_changes(binds=target.value)
             else:
                 self.bind(target, source, refs)
             return
@@ -735,7 +772,7 @@ class _FunctionLowerer:
         elif isinstance(target, cst.StarredElement):
             self._store_target(target.value, source, refs)
         else:
-            self.bind(target, source, refs)  # type: ignore[arg-type]
+            self.bind(target, source, refs)
 
     def _aug_assign(self, node: cst.AugAssign) -> None:
         target = node.target
@@ -927,12 +964,12 @@ class _FunctionLowerer:
             return "plain", ()
         if isinstance(node, cst.Dict):
             maybe = False
-            for el in node.elements:
-                if isinstance(el, cst.DictElement):
-                    self.expr(el.key, DEEP, "hash")
-                    maybe = self.expr(el.value, PASS, reason)[0] != "plain" or maybe
+            for item in node.elements:
+                if isinstance(item, cst.DictElement):
+                    self.expr(item.key, DEEP, "hash")
+                    maybe = self.expr(item.value, PASS, reason)[0] != "plain" or maybe
                 else:
-                    self.expr(el.value, SHALLOW, "iter")
+                    self.expr(item.value, SHALLOW, "iter")
                     maybe = True
             if ctx == DEEP and maybe:
                 self.candidate(node, ctx, reason, "other")
@@ -1004,7 +1041,7 @@ class _FunctionLowerer:
             self.expr(node.elt, DEEP, "hash")
         elif isinstance(node, cst.GeneratorExp):
             self.expr(node.elt, DEEP, "yield")
-        else:
+        elif isinstance(node, cst.ListComp):
             self.expr(node.elt, PASS, reason)
         self.inner_locals.pop()
         self.pop_region()
@@ -1084,9 +1121,10 @@ class _FunctionLowerer:
         for arg in node.args:
             before = set(self._stmt_reads)
             self._stmt_reads = set()
+            slot: str
             if arg.star:
                 self.expr(arg.value, SHALLOW, "iter")
-                slot = arg.star
+                slot = str(arg.star)
             else:
                 self.expr(arg.value, PASS, "argument")
                 if arg.keyword is not None:
@@ -1127,7 +1165,7 @@ class _FunctionLowerer:
     # -- try visibility ----------------------------------------------------
 
     def _inside(self, rid: str | None, ancestor: str) -> bool:
-        parents = {r.id: r.parent for r in self.regions}
+        parents = self._parents
         while rid is not None:
             if rid == ancestor:
                 return True
@@ -1142,6 +1180,7 @@ class _FunctionLowerer:
         """
         out: dict[str, tuple[str, ...]] = {}
         kinds = {r.id: r for r in self.regions}
+        self._parents = {r.id: r.parent for r in self.regions}
         for region in self.regions:
             if region.kind not in ("try", "with"):
                 continue  # a with body is a try body: __exit__ may swallow the error

@@ -90,8 +90,6 @@ def _guards_imports(node: cst.Try) -> bool:
 class _ImportCollector(cst.CSTVisitor):
     """Every import in a module, and whether a ``try/except ImportError`` guards it."""
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
     def __init__(self) -> None:
         self.imports: list[tuple[cst.Import | cst.ImportFrom, bool]] = []
         self._guarded = 0
@@ -151,7 +149,7 @@ class ModuleLoader:
 
     def _local_imports(self, info: ModuleInfo) -> list[str]:
         collector = _ImportCollector()
-        info.wrapper.visit(collector)
+        info.tree.visit(collector)
         positions = info.wrapper.resolve(PositionProvider)
         found: list[str] = []
         for node, guarded in collector.imports:

@@ -49,7 +49,7 @@ def _restore(value: Any, hint: Any) -> Any:
 
 
 def dumps(program: _nodes.Program) -> str:
-    return json.dumps(to_data(program), indent=1, sort_keys=True)
+    return json.dumps(to_data(program), separators=(",", ":"), sort_keys=True)
 
 
 def loads(text: str) -> _nodes.Program:

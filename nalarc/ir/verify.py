@@ -31,9 +31,10 @@ def _check_function(fn: FunctionIR) -> list[str]:
             errors.append(f"{fn.qualname}: edge source {edge.src!r} is not a future")
         if edge.dst not in known:
             errors.append(f"{fn.qualname}: edge target {edge.dst!r} does not exist")
-    for node in (*fn.futures, *fn.materializations):
-        if node.region not in regions:
-            errors.append(f"{fn.qualname}: {node.id} is in unknown region {node.region!r}")
+    placed = [(f.id, f.region) for f in fn.futures] + [(m.id, m.region) for m in fn.materializations]
+    for node_id, region in placed:
+        if region not in regions:
+            errors.append(f"{fn.qualname}: {node_id} is in unknown region {region!r}")
     orders = [f.order for f in fn.futures]
     if orders != sorted(orders):
         errors.append(f"{fn.qualname}: futures are not in program order")
@@ -41,7 +42,7 @@ def _check_function(fn: FunctionIR) -> list[str]:
         errors.append(f"{fn.qualname}: a function cannot be both async and a blocking region")
     if fn.is_async and (fn.implicit or fn.is_generator):
         errors.append(f"{fn.qualname}: implicit functions and generators cannot be async")
-    for region in fn.regions:
-        if region.parent is not None and region.parent not in regions:
-            errors.append(f"{fn.qualname}: region {region.id} has unknown parent {region.parent!r}")
+    for control in fn.regions:
+        if control.parent is not None and control.parent not in regions:
+            errors.append(f"{fn.qualname}: region {control.id} has unknown parent {control.parent!r}")
     return errors

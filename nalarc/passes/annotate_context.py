@@ -28,13 +28,12 @@ from .lower_async import call_graph
 
 def run(program: Program, ctx: PassContext) -> Program:
     functions = program.functions()
-    components = program.components()
-    depth = _stages(program, functions, components)
+    depth = _stages(program, functions)
     out = {q: _annotate(fn, depth.get(q, 0)) for q, fn in functions.items()}
     return program.replace_functions(out)
 
 
-def _stages(program: Program, functions: dict[str, FunctionIR], components: dict[str, object]) -> dict[str, int]:
+def _stages(program: Program, functions: dict[str, FunctionIR]) -> dict[str, int]:
     """Depth of each function: workflows 0, code a stage-k call runs: k."""
     graph = call_graph(program)
     for fn in functions.values():
@@ -60,7 +59,7 @@ def _stages(program: Program, functions: dict[str, FunctionIR], components: dict
 def _annotate(fn: FunctionIR, depth: int) -> FunctionIR:
     if not fn.futures:
         return fn
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(f.id for f in fn.futures)
     graph.add_edges_from((e.src, e.dst) for e in fn.edges if e.dst.startswith("f"))
     graph.remove_edges_from(list(nx.selfloop_edges(graph)))
@@ -79,7 +78,7 @@ def _annotate(fn: FunctionIR, depth: int) -> FunctionIR:
     )
 
 
-def _parallel_groups(futures: tuple[FutureNode, ...], graph: nx.DiGraph) -> tuple[tuple[str, ...], ...]:
+def _parallel_groups(futures: tuple[FutureNode, ...], graph: nx.DiGraph[str]) -> tuple[tuple[str, ...], ...]:
     by_region: dict[str, list[str]] = {}
     for f in futures:
         by_region.setdefault(f.region, []).append(f.id)

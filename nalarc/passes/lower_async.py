@@ -7,8 +7,8 @@ Writes: :attr:`FunctionIR.is_async`, :attr:`FunctionIR.in_scope`,
 :attr:`FunctionIR.is_region`; errors for component calls Python would make
 implicitly; fallback warnings for generators.
 
-A function is *in scope* when a workflow, an agent method or a tool reaches
-it through static calls.  It becomes asynchronous when it calls a component
+A function is *in scope* when a workflow, or an agent method or tool that is
+itself asynchronous, reaches it through static calls.  It becomes asynchronous when it calls a component
 or an intrinsic, calls an asynchronous function, or (in scope, outside
 component bodies) makes a call only known at run time, which may turn out to
 be a component.  The fixpoint runs over the call graph with networkx.
@@ -29,9 +29,9 @@ from ..ir import FunctionIR, Program
 from ._context import PassContext
 
 
-def call_graph(program: Program) -> nx.DiGraph:
+def call_graph(program: Program) -> nx.DiGraph[str]:
     """Caller -> callee edges between the app's functions."""
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     functions = program.functions()
     for fn in functions.values():
         graph.add_node(fn.qualname)
@@ -41,24 +41,28 @@ def call_graph(program: Program) -> nx.DiGraph:
     return graph
 
 
-def _roots(functions: dict[str, FunctionIR]) -> set[str]:
-    return {q for q, f in functions.items() if f.kind in ("workflow", "agent_method", "tool")}
+def _scope(graph: nx.DiGraph[str], roots: set[str]) -> set[str]:
+    scope: set[str] = set()
+    for root in roots:
+        scope |= {root} | nx.descendants(graph, root)
+    return scope
 
 
 def run(program: Program, ctx: PassContext) -> Program:
     functions = program.functions()
     graph = call_graph(program)
-    scope: set[str] = set()
-    for root in _roots(functions):
-        scope |= {root} | nx.descendants(graph, root)
+    workflows = {q for q, f in functions.items() if f.kind == "workflow"}
     # Two sets grow together: functions that become async, and functions that
     # want to but cannot (generators, dunders): blocking regions.  Calling
     # either makes a function want to be async.
+    # Only code that runs in a frame (workflows, and components that became
+    # async) dispatches unknown calls at run time; plain tool bodies stay plain.
     colored: set[str] = set()
     regions: set[str] = set()
     changed = True
     while changed:
         changed = False
+        scope = _scope(graph, workflows | {q for q in colored if functions[q].kind != "helper"})
         for q, fn in functions.items():
             if q in colored or q in regions:
                 continue

@@ -1,0 +1,620 @@
+"""Differential test over randomly generated workflow programs.
+
+Hypothesis draws small, deterministic nalarc apps from a grammar (tools that
+sleep a little and sometimes raise, nested calls, arithmetic, comparisons,
+branches, loops with fan-out, bounded while loops, try/except, undecorated
+helpers, containers, unpacking, early returns) and checks that the compiled
+program returns exactly what the plain Python program returns: the same value,
+or the same exception type and message.
+
+Every generated program is valid Python whose plain run either returns a value
+or raises one of the tools' exceptions (``AppError`` / ``ValueError``); any
+other plain outcome is a bug in the generator, not in the compiler, and is
+reported as such.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nalarc._state import session
+from nalarc.executor import InProcessRunner, load_app
+from nalarc.testing import outcome_of_exception
+
+# ---------------------------------------------------------------------------
+# The fixed part of every program: an exception class and the tools.
+# ---------------------------------------------------------------------------
+
+#: Modulus that keeps every value small.
+M = 61
+
+#: Tools taking one int.  ``chk`` raises AppError, ``val`` raises ValueError,
+#: each on a fixed residue of its argument.
+UNARY_TOOLS = ("inc", "dbl", "chk", "val")
+SLEEP = "time.sleep(0.001 * ((({arg}) * {a} + {b}) % 5))"
+
+
+def _prelude(sleeps: list[tuple[int, int]]) -> str:
+    s = [SLEEP.format(arg="x", a=a, b=b) for a, b in sleeps[:4]]
+    s_add = SLEEP.format(arg="a + 2 * b", a=sleeps[4][0], b=sleeps[4][1])
+    s_total = SLEEP.format(arg="len(xs)", a=sleeps[5][0], b=sleeps[5][1])
+    s_pair = SLEEP.format(arg="x", a=sleeps[6][0], b=sleeps[6][1])
+    return f'''\
+import time
+
+import nalarc
+
+
+class AppError(Exception):
+    pass
+
+
+@nalarc.tool
+def inc(x):
+    {s[0]}
+    return (x + 3) % {M}
+
+
+@nalarc.tool
+def dbl(x):
+    {s[1]}
+    return (2 * x + 1) % {M}
+
+
+@nalarc.tool
+def chk(x):
+    {s[2]}
+    if x % 5 == 3:
+        raise AppError(f"chk rejects {{x}}")
+    return (3 * x + 2) % {M}
+
+
+@nalarc.tool
+def val(x):
+    {s[3]}
+    if x % 7 == 4:
+        raise ValueError(f"val rejects {{x}}")
+    return (x + 11) % {M}
+
+
+@nalarc.tool
+def add(a, b):
+    {s_add}
+    return (a + b) % {M}
+
+
+@nalarc.tool
+def total(xs):
+    {s_total}
+    return sum(xs) % {M}
+
+
+@nalarc.tool
+def pair(x):
+    {s_pair}
+    return x % 7, (x // 7) % {M}
+'''
+
+
+# ---------------------------------------------------------------------------
+# The generator.
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    """Names that are definitely bound at a program point, by type."""
+
+    ints: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+    #: dict name -> keys it is known to have (all map to ints).
+    dicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    strs: list[str] = field(default_factory=list)
+    #: containers a loop is iterating over: nothing may be added to them.
+    frozen: frozenset[str] = frozenset()
+
+    def copy(self) -> Env:
+        return Env(
+            list(self.ints), list(self.lists), dict(self.dicts), list(self.strs), self.frozen
+        )
+
+    def growable_lists(self) -> list[str]:
+        return [n for n in self.lists if n not in self.frozen]
+
+    def growable_dicts(self) -> list[str]:
+        return [n for n in self.dicts if n not in self.frozen]
+
+    def meet(self, other: Env) -> Env:
+        """Names bound on both paths (keeps this env's order)."""
+        return Env(
+            [n for n in self.ints if n in other.ints],
+            [n for n in self.lists if n in other.lists],
+            {
+                n: tuple(k for k in keys if k in other.dicts[n])
+                for n, keys in self.dicts.items()
+                if n in other.dicts
+            },
+            [n for n in self.strs if n in other.strs],
+            self.frozen,
+        )
+
+    def join_onto(self, base: Env, extra: Env) -> Env:
+        """``base`` plus what ``self`` and ``extra`` both bind."""
+        both = self.meet(extra)
+        out = base.copy()
+        out.ints += [n for n in both.ints if n not in out.ints]
+        out.lists += [n for n in both.lists if n not in out.lists]
+        for n, keys in both.dicts.items():
+            if n not in out.dicts:
+                out.dicts[n] = keys
+        out.strs += [n for n in both.strs if n not in out.strs]
+        return out
+
+
+@dataclass
+class Helper:
+    name: str
+    kind: str  # "int": returns an int; "pair": returns a 2-tuple of ints
+
+
+class Gen:
+    """Draws one program.  Choice 0 is always the simplest, for shrinking."""
+
+    MAX_STMTS = 28
+    MAX_BLOCK_DEPTH = 2
+    MAX_EXPR_DEPTH = 2
+
+    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+        self.draw = draw
+        self.counter = itertools.count()
+        self.helpers: list[Helper] = []
+        self.stmts_left = self.MAX_STMTS
+        self.in_helper = False
+
+    # -- helpers ----------------------------------------------------------
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}{next(self.counter)}"
+
+    def choice(self, n: int) -> int:
+        return self.draw(st.integers(0, n - 1))
+
+    def pick(self, items: list[str] | tuple[str, ...]) -> str:
+        return self.draw(st.sampled_from(list(items)))
+
+    def flag(self) -> bool:
+        return self.draw(st.booleans())
+
+    # -- expressions ------------------------------------------------------
+    def int_expr(self, env: Env, depth: int = 0) -> str:
+        leaf = depth >= self.MAX_EXPR_DEPTH
+        options = 2 if leaf else 15
+        c = self.choice(options)
+        if c == 0 or (c == 1 and not env.ints):
+            return str(self.draw(st.integers(0, 9)))
+        if c == 1:
+            return self.pick(env.ints)
+        d = depth + 1
+        if c == 2:
+            return f"{self.pick(UNARY_TOOLS)}({self.int_expr(env, d)})"
+        if c == 3:  # nested tool calls
+            inner = f"{self.pick(UNARY_TOOLS)}({self.int_expr(env, d + 1)})"
+            return f"{self.pick(UNARY_TOOLS)}({inner})"
+        if c == 4:
+            return f"add({self.int_expr(env, d)}, {self.int_expr(env, d)})"
+        if c == 5:
+            op = self.pick(["+", "-"])
+            return f"({self.int_expr(env, d)} {op} {self.int_expr(env, d)})"
+        if c == 6:
+            return f"({self.int_expr(env, d)} * {self.int_expr(env, d)} % {M})"
+        if c == 7:
+            op = self.pick(["//", "%"])
+            return f"({self.int_expr(env, d)} {op} {self.draw(st.integers(2, 5))})"
+        if c == 8:
+            return (
+                f"({self.int_expr(env, d)} if {self.cond(env, d)} else {self.int_expr(env, d)})"
+            )
+        if c == 9:
+            fn = self.pick(["max", "min"])
+            return f"{fn}({self.int_expr(env, d)}, {self.int_expr(env, d)})"
+        if c == 10:
+            ints = [h for h in self.helpers if h.kind == "int"]
+            if ints:
+                return f"{self.draw(st.sampled_from(ints)).name}({self.int_expr(env, d)})"
+            return f"inc({self.int_expr(env, d)})"
+        if c == 11 and env.lists:
+            lst = self.pick(env.lists)
+            return self.draw(
+                st.sampled_from(
+                    [
+                        f"len({lst})",
+                        f"sum({lst})",
+                        f"total({lst})",
+                        f"({lst}[-1] if {lst} else 0)",
+                        f"({lst}[0] if len({lst}) > 0 else -1)",
+                    ]
+                )
+            )
+        if c == 12 and any(env.dicts.values()):
+            name = self.pick([n for n, keys in env.dicts.items() if keys])
+            key = self.pick(env.dicts[name])
+            return f"{name}[{key!r}]"
+        if c == 13 and env.dicts:
+            name = self.pick(list(env.dicts))
+            return self.draw(
+                st.sampled_from(
+                    [f"len({name})", f"sum({name}.values())", f"{name}.get('k0', 5)"]
+                )
+            )
+        if c == 14 and env.strs:
+            return f"len({self.pick(env.strs)})"
+        return f"{self.pick(UNARY_TOOLS)}({self.int_expr(env, d)})"
+
+    def cond(self, env: Env, depth: int = 0) -> str:
+        d = depth + 1
+        leaf = depth >= self.MAX_EXPR_DEPTH
+        c = self.choice(3 if leaf else 7)
+        if c == 0:
+            op = self.pick(["<", "<=", ">", ">=", "==", "!="])
+            return f"{self.int_expr(env, d)} {op} {self.int_expr(env, d)}"
+        if c == 1:
+            return f"{self.int_expr(env, d)} % 2 == {self.choice(2)}"
+        if c == 2:
+            return f"{self.int_expr(env, d)} < {self.int_expr(env, d)} <= {self.int_expr(env, d)}"
+        if c == 3:
+            op = self.pick(["and", "or"])
+            return f"({self.cond(env, d)} {op} {self.cond(env, d)})"
+        if c == 4:
+            return f"not ({self.cond(env, d)})"
+        if c == 5 and env.lists:
+            op = self.pick(["in", "not in"])
+            return f"{self.int_expr(env, d)} {op} {self.pick(env.lists)}"
+        if c == 6 and env.strs:
+            return f"{self.pick(env.strs)}.startswith('chk')"
+        return f"{self.int_expr(env, d)} > {self.draw(st.integers(0, 40))}"
+
+    def result_expr(self, env: Env) -> str:
+        """What a ``return`` gives back."""
+        if self.in_helper:
+            return self.int_expr(env)
+        names = env.ints + env.lists + list(env.dicts) + env.strs
+        if not names or self.choice(6) == 0:
+            return f"[{self.int_expr(env)}, {len(names)}]"
+        return "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}"
+
+    # -- statements -------------------------------------------------------
+    def block(self, env: Env, depth: int, indent: str, loop: bool) -> tuple[list[str], Env]:
+        """A non-empty statement list; returns its lines and the env after it."""
+        lines: list[str] = []
+        n = self.draw(st.integers(1, 4))
+        for _ in range(n):
+            if self.stmts_left <= 0 and lines:
+                break
+            more, env, stop = self.stmt(env, depth, indent, loop)
+            lines += more
+            if stop:
+                break
+        return lines, env
+
+    def stmt(self, env: Env, depth: int, ind: str, loop: bool) -> tuple[list[str], Env, bool]:
+        """One statement.  ``stop``: the block ends here (unconditional return/break)."""
+        self.stmts_left -= 1
+        compound = depth < self.MAX_BLOCK_DEPTH and self.stmts_left > 0
+        c = self.choice(18 if compound else 10)
+        env = env.copy()
+        nxt = ind + "    "
+        if c == 0:  # new int variable
+            name = self.fresh("v")
+            line = f"{ind}{name} = {self.int_expr(env)}"
+            env.ints.append(name)
+            return [line], env, False
+        if c == 1:  # rebinding / augmented assignment
+            if env.ints:
+                name = self.pick(env.ints)
+                op = self.pick(["=", "+=", "-="])
+                return [f"{ind}{name} {op} {self.int_expr(env)}"], env, False
+            return self.stmt(env, depth, ind, loop)
+        if c == 2:  # discarded call (may raise)
+            return [f"{ind}{self.pick(UNARY_TOOLS)}({self.int_expr(env)})"], env, False
+        if c == 3:  # unpacking
+            a, b = self.fresh("v"), self.fresh("v")
+            pairs = [h for h in self.helpers if h.kind == "pair"]
+            k = self.choice(4)
+            if k == 0:
+                rhs = f"{self.int_expr(env)}, {self.int_expr(env)}"
+            elif k == 1:
+                rhs = f"pair({self.int_expr(env)})"
+            elif k == 2 and pairs:
+                rhs = f"{self.draw(st.sampled_from(pairs)).name}({self.int_expr(env)})"
+            else:
+                rest = self.fresh("L")
+                line = (
+                    f"{ind}{a}, *{rest}, {b} = "
+                    f"[{self.int_expr(env)}, {self.int_expr(env)}, {self.int_expr(env)}]"
+                )
+                env.ints += [a, b]
+                env.lists.append(rest)
+                return [line], env, False
+            env.ints += [a, b]
+            return [f"{ind}{a}, {b} = {rhs}"], env, False
+        if c == 4:  # list comprehension fan-out
+            name, i = self.fresh("L"), self.fresh("i")
+            inner = env.copy()
+            inner.ints.append(i)
+            if env.lists and self.flag():
+                src = self.pick(env.lists)
+            else:
+                src = f"range({self.draw(st.integers(0, 4))})"
+            elem = f"{self.pick(UNARY_TOOLS)}({self.int_expr(inner, 1)})"
+            filt = f" if {self.cond(inner, 1)}" if self.choice(3) == 0 else ""
+            env.lists.append(name)
+            return [f"{ind}{name} = [{elem} for {i} in {src}{filt}]"], env, False
+        if c == 5:  # new dict of results
+            name = self.fresh("D")
+            if self.flag():
+                keys = tuple(f"k{j}" for j in range(self.draw(st.integers(1, 3))))
+                body = ", ".join(f"{k!r}: {self.int_expr(env)}" for k in keys)
+                line = f"{ind}{name} = {{{body}}}"
+            else:
+                n = self.draw(st.integers(0, 3))
+                keys = tuple(f"k{j}" for j in range(n))
+                i = self.fresh("i")
+                inner = env.copy()
+                inner.ints.append(i)
+                line = f"{ind}{name} = {{f'k{{{i}}}': {self.int_expr(inner, 1)} for {i} in range({n})}}"
+            env.dicts[name] = keys
+            return [line], env, False
+        if c == 6:  # append to / store into a container
+            lists, dicts = env.growable_lists(), env.growable_dicts()
+            if lists and (self.flag() or not dicts):
+                return [f"{ind}{self.pick(lists)}.append({self.int_expr(env)})"], env, False
+            if dicts:
+                name = self.pick(dicts)
+                key = f"k{self.draw(st.integers(0, 3))}"
+                if key not in env.dicts[name]:
+                    env.dicts[name] = env.dicts[name] + (key,)
+                return [f"{ind}{name}[{key!r}] = {self.int_expr(env)}"], env, False
+            return self.stmt(env, depth, ind, loop)
+        if c == 7:  # string from results
+            name = self.fresh("s")
+            line = f'{ind}{name} = f"{{{self.int_expr(env)}}}-{{{self.int_expr(env)}}}"'
+            env.strs.append(name)
+            return [line], env, False
+        if c == 8:  # conditional early return
+            if self.choice(3) == 0 or depth == 0:
+                return (
+                    [f"{ind}if {self.cond(env)}:", f"{nxt}return {self.result_expr(env)}"],
+                    env,
+                    False,
+                )
+            # unconditional return ending a nested block
+            return [f"{ind}return {self.result_expr(env)}"], env, True
+        if c == 9:  # break / continue inside loops
+            if loop:
+                kw = self.pick(["break", "continue"])
+                return [f"{ind}if {self.cond(env)}:", f"{nxt}{kw}"], env, False
+            return self.stmt(env, depth, ind, loop)
+        # -- compound statements --
+        if c in (10, 11):  # if / else
+            lines = [f"{ind}if {self.cond(env)}:"]
+            body, env_a = self.block(env, depth + 1, nxt, loop)
+            lines += body
+            if self.flag():
+                lines.append(f"{ind}else:")
+                body, env_b = self.block(env, depth + 1, nxt, loop)
+                lines += body
+                return lines, env_a.join_onto(env, env_b), False
+            return lines, env, False
+        if c == 12:  # for-loop fan-out via append
+            name, i = self.fresh("L"), self.fresh("i")
+            lines = [f"{ind}{name} = []"]
+            env.lists.append(name)
+            inner = env.copy()
+            inner.ints.append(i)
+            if len(env.lists) > 1 and self.flag():
+                src = self.pick([n for n in env.lists if n != name])
+                inner.frozen |= {src}
+            else:
+                src = f"range({self.draw(st.integers(0, 3))})"
+            lines.append(f"{ind}for {i} in {src}:")
+            lines.append(f"{nxt}{name}.append({self.pick(UNARY_TOOLS)}({self.int_expr(inner, 1)}))")
+            if self.flag():
+                body, _ = self.block(inner, depth + 1, nxt, True)
+                lines += body
+            return lines, env, False
+        if c == 13:  # for loop over existing data
+            i = self.fresh("i")
+            inner = env.copy()
+            inner.ints.append(i)
+            if env.lists and self.flag():
+                src = self.pick(env.lists)
+                inner.frozen |= {src}
+            elif env.dicts and self.flag():
+                d = self.pick(list(env.dicts))
+                src = f"{d}.values()"
+                inner.frozen |= {d}
+            else:
+                src = f"range({self.draw(st.integers(0, 3))})"
+            lines = [f"{ind}for {i} in {src}:"]
+            body, _ = self.block(inner, depth + 1, nxt, True)
+            return lines + body, env, False
+        if c == 14:  # bounded while loop
+            cnt = self.fresh("c")
+            bound = self.draw(st.integers(0, 3))
+            lines = [f"{ind}{cnt} = 0"]
+            env.ints.append(cnt)
+            cond = f"{cnt} < {bound}"
+            if self.flag():
+                cond += f" and {self.cond(env, 1)}"
+            lines.append(f"{ind}while {cond}:")
+            lines.append(f"{nxt}{cnt} += 1")
+            body, _ = self.block(env, depth + 1, nxt, True)
+            return lines + body, env, False
+        if c in (15, 16):  # try / except
+            lines = [f"{ind}try:"]
+            body, env_try = self.block(env, depth + 1, nxt, loop)
+            # make sure the try body calls a tool that may raise
+            if self.flag():
+                lines.append(f"{nxt}{self.pick(['chk', 'val'])}({self.int_expr(env)})")
+            lines += body
+            exc = self.pick(["AppError", "ValueError", "(AppError, ValueError)", "Exception"])
+            e = self.fresh("e")
+            lines.append(f"{ind}except {exc} as {e}:")
+            henv = env.copy()
+            msg = self.fresh("s")
+            lines.append(f"{nxt}{msg} = str({e})")
+            henv.strs.append(msg)
+            if self.flag():
+                hbody, henv = self.block(henv, depth + 1, nxt, loop)
+                lines += hbody
+            out = env_try.join_onto(env, henv)
+            if self.choice(3) == 0:
+                lines.append(f"{ind}else:")
+                ebody, env_else = self.block(env_try, depth + 1, nxt, loop)
+                lines += ebody
+                out = env_else.join_onto(env, henv)
+            return lines, out, False
+        # c == 17: helper call stored in a variable
+        name = self.fresh("v")
+        ints = [h for h in self.helpers if h.kind == "int"]
+        fn = self.draw(st.sampled_from(ints)).name if ints else "dbl"
+        line = f"{ind}{name} = {fn}({self.int_expr(env)})"
+        env.ints.append(name)
+        return [line], env, False
+
+    # -- whole program ----------------------------------------------------
+    def helper(self, index: int) -> list[str]:
+        kind = "pair" if self.choice(3) == 0 else "int"
+        name = f"h{index}"
+        self.in_helper = True
+        self.stmts_left = 6
+        env = Env(ints=["a"])
+        lines = [f"def {name}(a):"]
+        body, env = self.block(env, 1, "    ", False)
+        lines += body
+        if kind == "pair":
+            lines.append(f"    return {self.int_expr(env)}, {self.int_expr(env)}")
+        else:
+            lines.append(f"    return {self.int_expr(env)}")
+        self.in_helper = False
+        self.helpers.append(Helper(name, kind))
+        return lines
+
+    def program(self) -> str:
+        sleeps = [
+            (self.draw(st.integers(0, 4)), self.draw(st.integers(0, 4))) for _ in range(7)
+        ]
+        parts = [_prelude(sleeps)]
+        for k in range(self.draw(st.integers(0, 2))):
+            parts.append("\n" + "\n".join(self.helper(k)) + "\n")
+        self.stmts_left = self.MAX_STMTS
+        env = Env(ints=["x", "y"])
+        lines = ["@nalarc.workflow", "def wf(x, y):"]
+        body, env = self.block(env, 0, "    ", False)
+        lines += body
+        lines.append(f"    return {self.result_expr(env)}")
+        parts.append("\n" + "\n".join(lines) + "\n")
+        return "\n".join(parts)
+
+
+@st.composite
+def programs(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
+    return Gen(draw).program()
+
+
+inputs = st.lists(
+    st.fixed_dictionaries({"x": st.integers(-3, 20), "y": st.integers(-3, 20)}),
+    min_size=1,
+    max_size=3,
+)
+
+# ---------------------------------------------------------------------------
+# Running both sides.
+# ---------------------------------------------------------------------------
+
+_ids = itertools.count()
+#: Exceptions a plain run may end with; anything else is a generator bug.
+EXPECTED_ERRORS = {"AppError", "ValueError"}
+
+
+def _normal(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def _run_plain(path: Path, module_name: str, calls: list[dict[str, int]]) -> list[Any]:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+        out = []
+        for kwargs in calls:
+            with session("s1"):
+                try:
+                    result: Any = module.wf(**kwargs)
+                except Exception as exc:  # noqa: BLE001 - compared as data
+                    result = outcome_of_exception(exc)
+            out.append(_normal(result))
+        return out
+    finally:
+        sys.modules.pop(module_name, None)
+
+
+def _run_compiled(path: Path, out_dir: Path, calls: list[dict[str, int]]) -> list[Any]:
+    app = load_app(path, out_dir=out_dir)
+    runner = InProcessRunner(app)
+    try:
+        out = []
+        for kwargs in calls:
+            try:
+                result: Any = runner.run("wf", dict(kwargs), "s1")
+            except Exception as exc:  # noqa: BLE001 - compared as data
+                result = outcome_of_exception(exc)
+            out.append(_normal(result))
+        return out
+    finally:
+        runner.close()
+        sys.modules.pop(path.stem, None)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(source=programs(), calls=inputs)
+def test_compiled_matches_plain(source: str, calls: list[dict[str, int]]) -> None:
+    n = next(_ids)
+    with tempfile.TemporaryDirectory(prefix="nalarc_rand_") as tmp:
+        path = Path(tmp) / f"prog_{n}.py"
+        path.write_text(source, encoding="utf-8")
+        expected = _run_plain(path, f"plain_prog_{n}", calls)
+        for kwargs, outcome in zip(calls, expected):
+            if isinstance(outcome, dict) and set(outcome) == {"error", "message"}:
+                assert outcome["error"] in EXPECTED_ERRORS, (
+                    f"generator bug: plain run of wf(**{kwargs}) raised {outcome}\n{source}"
+                )
+        try:
+            actual = _run_compiled(path, Path(tmp) / "build", calls)
+        except Exception as exc:  # compile or load failure
+            raise AssertionError(
+                f"compiling/loading failed: {type(exc).__name__}: {exc}\n"
+                f"--- source ---\n{source}"
+            ) from exc
+    assert actual == expected, (
+        f"compiled != plain for inputs {calls}\n"
+        f"expected: {expected}\nactual:   {actual}\n--- source ---\n{source}"
+    )
