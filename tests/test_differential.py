@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from nalarc.executor import InProcessRunner, load_app
+from nalarc import load_app
+from nalarc.executor import InProcessRunner
 from nalarc.testing import outcome_of_exception
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "apps"

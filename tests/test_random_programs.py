@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nalarc._state import session
-from nalarc.executor import InProcessRunner, load_app
+from nalarc import load_app
+from nalarc.executor import InProcessRunner
 from nalarc.testing import outcome_of_exception
 
 # ---------------------------------------------------------------------------

@@ -112,7 +112,8 @@ def run(
     state: Annotated[Path, typer.Option("--state", help="SQLite file for managed state.")] = Path(".nalarc/state.db"),
 ) -> None:
     """Run one request of a workflow and print its JSON result on stdout."""
-    from ..executor import load_app, run_workflow
+    from .._load import load_app
+    from ..executor import run_workflow
 
     try:
         inputs = _parse_input(input)

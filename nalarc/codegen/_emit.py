@@ -36,10 +36,6 @@ from ..ir import CallNode, ControlRegion, FunctionIR, FutureNode, MaterializeNod
 
 RT = "_nalarc_rt"
 _IMPORT = f"from nalarc.executor import _rt as {RT}"
-#: Builtins that consume a whole iterable: a generator argument can be a list.
-_EAGER_CONSUMERS = frozenset(
-    f"builtins.{n}" for n in "sum min max sorted list tuple set frozenset dict".split()
-)
 _INTRINSIC_FUNCS = {"value": "value", "available": "available", "as_completed": "as_completed", "current_session": "session_id"}
 
 Expr = cst.BaseExpression
@@ -137,16 +133,17 @@ class Emitter(cst.CSTTransformer):
         self.mats: dict[Span, MaterializeNode] = {}
         self.tries: dict[Span, ControlRegion] = {}
         self.hoists: dict[Span, Span] = {}
+        self.eager_genexps: set[Span] = set()
         for fn in module.functions:
             self.futures.update({f.span: f for f in fn.futures})
             self.calls.update({c.span: c for c in fn.calls})
             self.mats.update({m.span: m for m in fn.materializations if m.needed})
             self.tries.update({r.span: r for r in fn.regions if r.kind in ("try", "with")})
             self.hoists.update({h.stmt: h.before for h in fn.hoists})
+            self.eager_genexps.update(fn.eager_generators)
         self.scopes: list[_Scope] = [_Scope(None, "plain")]
         #: Lambdas / generator expressions being generated in blocking form.
         self.sync_depth = 0
-        self.eager_genexps: set[Span] = set()
         self.try_body_ids: dict[int, ControlRegion] = {}
         self.region_exprs: list[bool] = []
         #: Expressions inside a blocking-form expression that run in the enclosing scope.
@@ -304,13 +301,6 @@ class Emitter(cst.CSTTransformer):
         return self.materialize(original, updated)
 
     # -- calls -------------------------------------------------------------
-
-    def visit_Call(self, node: cst.Call) -> None:
-        call = self.calls.get(self.pos(node))
-        is_eager = call is not None and call.target in _EAGER_CONSUMERS
-        is_join = isinstance(node.func, cst.Attribute) and node.func.attr.value == "join"
-        if (is_eager or is_join) and len(node.args) == 1 and isinstance(node.args[0].value, cst.GeneratorExp):
-            self.eager_genexps.add(self.pos(node.args[0].value))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> Expr:
         mode = self.mode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._app import InProcessRunner as InProcessRunner
 from ._app import LoadedApp as LoadedApp
-from ._app import load_app as load_app
+from ._app import load_build as load_build
 from ._app import run_workflow as run_workflow
 
-__all__ = ["InProcessRunner", "LoadedApp", "load_app", "run_workflow"]
+__all__ = ["InProcessRunner", "LoadedApp", "load_build", "run_workflow"]

@@ -40,18 +40,12 @@ class LoadedApp:
         return name, self.workflows[name]
 
 
-def load_app(target: Path, *, strict: bool = False, out_dir: Path | None = None) -> LoadedApp:
-    """Import a compiled app from a build directory, building ``.py`` targets first."""
-    target = Path(target)
-    if target.suffix == ".py":
-        from .._build import build
-
-        build_dir = build(target, out_dir, strict=strict).out_dir
-    else:
-        build_dir = target
+def load_build(build_dir: Path) -> LoadedApp:
+    """Import a compiled app from its build directory."""
+    build_dir = Path(build_dir)
     manifest_path = build_dir / "manifest.json"
     if not manifest_path.is_file():
-        raise NalarcError(f"{target} is neither an app .py file nor a build directory (no manifest.json)")
+        raise NalarcError(f"{build_dir} is not a build directory (no manifest.json); build it with `nalarc build`")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     for name in manifest["modules"]:
         sys.modules.pop(name, None)

@@ -389,6 +389,7 @@ class _FunctionLowerer:
         self.regions: list[ControlRegion] = []
         self.statements: list[StatementInfo] = []
         self.callees: set[str] = set()
+        self.eager_generators: list[Span] = []
         self.region_stack: list[str] = []
         self.nested: list[FunctionIR] = []
         self.has_dynamic = False
@@ -438,6 +439,7 @@ class _FunctionLowerer:
             bindings=tuple(self.bindings),
             statements=tuple(self.statements),
             outer_writes=tuple(sorted(self.globals | self.nonlocals)),
+            eager_generators=tuple(self.eager_generators),
         )
         return [fn, *self.nested]
 
@@ -975,7 +977,7 @@ class _FunctionLowerer:
                 self.candidate(node, ctx, reason, "other")
             return ("maybe" if maybe else "plain"), ()
         if isinstance(node, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
-            return self.comprehension(node, ctx, reason)
+            return self.comprehension(node, ctx, reason, eager=reason == "eager-argument")
         if isinstance(node, cst.Lambda):
             self.push_region("lambda", node)
             params = {p.lstrip("*") for p in _param_names(node.params)}
@@ -1014,7 +1016,10 @@ class _FunctionLowerer:
                     if part is not None:
                         self.expr(part, DEEP, "hash")
 
-    def comprehension(self, node: cst.BaseComp, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+    def comprehension(
+        self, node: cst.BaseComp, ctx: str, reason: str, eager: bool = False
+    ) -> tuple[str, tuple[str, ...]]:
+        """Lower a comprehension; ``eager``: a generator the code generator turns into a list."""
         self.push_region("comprehension", node)
         targets: set[str] = set()
         comp_for: cst.CompFor | None = node.for_in
@@ -1039,8 +1044,10 @@ class _FunctionLowerer:
             self.expr(node.value, PASS, reason)
         elif isinstance(node, cst.SetComp):
             self.expr(node.elt, DEEP, "hash")
-        elif isinstance(node, cst.GeneratorExp):
+        elif isinstance(node, cst.GeneratorExp) and not eager:
             self.expr(node.elt, DEEP, "yield")
+        elif isinstance(node, cst.GeneratorExp):
+            self.expr(node.elt, PASS, reason)
         elif isinstance(node, cst.ListComp):
             self.expr(node.elt, PASS, reason)
         self.inner_locals.pop()
@@ -1064,11 +1071,15 @@ class _FunctionLowerer:
                 self.expr(node.func.value, SHALLOW, "attribute")
         elif res.kind == "dynamic":
             self.expr(node.func, SHALLOW, "call")
+        eager = _consumes_generator(node, res)
+        if eager:
+            self.eager_generators.append(self.span(node.args[0].value))
         for arg in node.args:
             if arg.star:
                 self.expr(arg.value, SHALLOW, "iter")
             else:
-                self.expr(arg.value, DEEP if res.kind == "frame" else PASS, "argument")
+                reason_ = "eager-argument" if eager else "argument"
+                self.expr(arg.value, DEEP if res.kind == "frame" else PASS, reason_)
         if res.kind == "compiled" and res.target:
             self.callees.add(res.target)
             self.calls.append(CallNode(span, "compiled", res.target))
@@ -1198,6 +1209,19 @@ class _FunctionLowerer:
     def _regions_with_visibility(self) -> list[ControlRegion]:
         visible = self._try_visible()
         return [r.with_changes(visible=visible.get(r.id, ())) for r in self.regions]
+
+
+#: Consumers that exhaust a generator argument: it may become a list (in parallel).
+_EAGER_CONSUMERS = frozenset(
+    f"builtins.{n}" for n in "sum min max sorted list tuple set frozenset dict".split()
+)
+
+
+def _consumes_generator(node: cst.Call, res: _Resolution) -> bool:
+    if len(node.args) != 1 or not isinstance(node.args[0].value, cst.GeneratorExp) or node.args[0].keyword:
+        return False
+    is_join = isinstance(node.func, cst.Attribute) and node.func.attr.value == "join"
+    return res.target in _EAGER_CONSUMERS or is_join
 
 
 def _has_store_elements(target: cst.BaseExpression) -> bool:

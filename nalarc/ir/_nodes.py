@@ -247,6 +247,9 @@ class FunctionIR(_Node):
     hoists: tuple[Hoist, ...] = ()
     #: Names that may hold a pending value somewhere in the function.
     maybe_pending: tuple[str, ...] = ()
+    #: Generator expressions a consumer exhausts (``sum(f(x) for x in xs)``):
+    #: generated as lists, so their calls run in parallel.
+    eager_generators: tuple[Span, ...] = ()
     #: Names written by ``global`` / ``nonlocal`` statements.
     outer_writes: tuple[str, ...] = ()
     #: Estimated critical path, in component calls.

@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from nalarc.executor import InProcessRunner, load_app
+from nalarc import load_app
+from nalarc.executor import InProcessRunner
 
 APP = '''
 import time

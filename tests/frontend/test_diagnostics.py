@@ -65,7 +65,8 @@ def locate(path: Path, line_has: str, token: str) -> tuple[int, int]:
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line_has in text:
             assert token in text, f"test bug: {token!r} not on line {number}"
-            return number, text.index(token, text.index(line_has) if token in line_has else 0) + 1
+            start = text.find(token, text.index(line_has))
+            return number, (start if start >= 0 else text.index(token)) + 1
     raise AssertionError(f"test bug: no line contains {line_has!r}")
 
 
