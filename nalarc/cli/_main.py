@@ -41,8 +41,9 @@ def _root(
 
 
 def _fail(error: BaseException) -> typer.Exit:
+    # Plain text, never wrapped: editors and CI parse `path:line:col: error:` lines.
     message = error.render() if isinstance(error, CompileError) else f"error: {error}"
-    err.print(message, markup=False, highlight=False)
+    print(message, file=sys.stderr)
     return typer.Exit(1)
 
 
@@ -62,7 +63,7 @@ def build(
     except (NalarcError, OSError) as exc:
         raise _fail(exc) from None
     for d in result.warnings:
-        err.print(f"{d.path}:{d.span[0]}:{d.span[1] + 1}: warning: {d.message}", markup=False, highlight=False)
+        print(f"{d.path}:{d.span[0]}:{d.span[1] + 1}: warning: {d.message}", file=sys.stderr)
     if ir:
         print(format_program(result.program), end="")
     err.print(_summary(result))

@@ -543,6 +543,10 @@ class Emitter(cst.CSTTransformer):
     # -- module ----------------------------------------------------------------
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        if not self.program.components():
+            # Nothing can ever be a future: the module stays exactly as written
+            # (and does not even import the runtime).
+            return updated
         body: list[cst.BaseStatement] = list(updated.body)
         index = 0
         while index < len(body) and _is_docstring_or_future(body[index]):

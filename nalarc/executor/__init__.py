@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ._app import InProcessRunner as InProcessRunner
 from ._app import LoadedApp as LoadedApp
+from ._app import Outcome as Outcome
 from ._app import load_build as load_build
+from ._app import run_requests as run_requests
+from ._process import Placement as Placement
 from ._app import run_workflow as run_workflow
 
-__all__ = ["InProcessRunner", "LoadedApp", "load_build", "run_workflow"]
+__all__ = ["InProcessRunner", "LoadedApp", "Outcome", "Placement", "load_build", "run_requests", "run_workflow"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +18,7 @@ import trio
 from .._api import is_workflow
 from .._errors import NalarcError, WorkflowNotFound
 from ._local import InProcessBackend, run_request
+from ._process import Placement, ProcessBackend, app_components
 from ._statestore import StateStore
 
 
@@ -26,6 +29,8 @@ class LoadedApp:
     build_dir: Path
     module: ModuleType
     workflows: dict[str, Any] = field(default_factory=dict)
+    #: Names of the app's compiled modules.
+    modules: list[str] = field(default_factory=list)
 
     def workflow(self, name: str | None) -> tuple[str, Any]:
         if name is None:
@@ -59,7 +64,7 @@ def load_build(build_dir: Path) -> LoadedApp:
         sys.path.remove(path)
     workflows = {n: getattr(module, n) for n in manifest["workflows"] if hasattr(module, n)}
     workflows.update({n: v for n, v in vars(module).items() if is_workflow(v) and n not in workflows})
-    return LoadedApp(build_dir, module, workflows)
+    return LoadedApp(build_dir, module, workflows, list(manifest["modules"]))
 
 
 def bind_inputs(name: str, fn: Any, inputs: dict[str, Any]) -> None:
@@ -70,6 +75,76 @@ def bind_inputs(name: str, fn: Any, inputs: dict[str, Any]) -> None:
         raise NalarcError(f"workflow {name!r}: {exc}") from None
 
 
+#: One request: (workflow name or None, arguments, session id).
+Request = tuple["str | None", dict[str, Any], str]
+
+
+@dataclass
+class Outcome:
+    """A request's result, or the exception it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def run_requests(
+    app: LoadedApp,
+    requests: list[Request],
+    *,
+    state_path: Path | None = None,
+    placement: Placement | None = None,
+) -> list[Outcome]:
+    """Run requests one after the other against one runtime (and one set of workers).
+
+    ``placement=None`` (or 0 workers) runs every component call in this process.
+    """
+    for name, inputs, _ in requests:
+        bind_inputs(*app.workflow(name), inputs)
+    store = StateStore(state_path)
+    try:
+        return trio.run(_serve_requests, app, requests, store, placement)
+    finally:
+        store.close()
+
+
+async def _serve_requests(
+    app: LoadedApp, requests: list[Request], store: StateStore, placement: Placement | None
+) -> list[Outcome]:
+    async with open_backend(app, store, placement) as backend:
+        outcomes = []
+        for name, inputs, session in requests:
+            _, fn = app.workflow(name)
+            try:
+                outcomes.append(Outcome(await run_request(fn, inputs, backend.new_runtime(), session)))
+            except Exception as exc:  # noqa: BLE001 - reported per request
+                outcomes.append(Outcome(error=exc))
+        return outcomes
+
+
+@contextlib.asynccontextmanager
+async def open_backend(
+    app: LoadedApp, store: StateStore, placement: Placement | None
+) -> AsyncIterator[InProcessBackend | ProcessBackend]:
+    """The backend for a run: worker processes if ``placement`` asks for any."""
+    if placement is None or placement.workers == 0:
+        yield InProcessBackend(store)
+        return
+    async with trio.open_nursery() as nursery:
+        backend = ProcessBackend(app.build_dir, store, placement)
+        try:
+            await backend.start(nursery, app_components(app.modules))
+            yield backend
+        finally:
+            with trio.CancelScope(shield=True):
+                await backend.aclose()
+            nursery.cancel_scope.cancel()
+
+
 def run_workflow(
     app: LoadedApp,
     name: str | None,
@@ -77,16 +152,10 @@ def run_workflow(
     *,
     session: str = "default",
     state_path: Path | None = None,
+    placement: Placement | None = None,
 ) -> Any:
-    """Run one request in-process and return its JSON-able result."""
-    wf_name, fn = app.workflow(name)
-    bind_inputs(wf_name, fn, inputs)
-    store = StateStore(state_path)
-    backend = InProcessBackend(store)
-    try:
-        return trio.run(run_request, fn, inputs, backend.new_runtime(), session)
-    finally:
-        store.close()
+    """Run one request and return its JSON-able result (or raise its exception)."""
+    return run_requests(app, [(name, inputs, session)], state_path=state_path, placement=placement)[0].unwrap()
 
 
 class InProcessRunner:

@@ -69,7 +69,7 @@ class InProcessBackend:
                 if call.spec.managed
                 else None
             )
-        frame = call.pending.frame
+        frame = call.pending.frame if call.pending is not None else None
         assert frame is not None
         result = await run_component_code(fn, call, frame.runtime, txn)
         if txn is not None and txn.touched:

@@ -103,7 +103,7 @@ class CallRecord:
         kwargs: dict[str, Any],
         session: str,
         request: str,
-        pending: Pending,
+        pending: Pending | None,
     ) -> None:
         self.spec, self.target, self.method = spec, target, method
         self.args, self.kwargs = args, kwargs
@@ -443,6 +443,7 @@ def _chain(frame: Frame, spec: ComponentSpec, pending: Pending) -> Pending | Non
 
 async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: Pending | None) -> None:
     pending = record.pending
+    assert pending is not None
     try:
         record.args = await md(record.args)
         record.kwargs = await md(record.kwargs)

@@ -168,7 +168,10 @@ class Lowerer:
                         comp.open_kwargs.add(item.name.value)
                     if item.name.value == "__init__" and _required_params(item.params) > 1:
                         raise self._error(
-                            info, item, f"agent {node.name.value!r}: __init__ must take no required arguments"
+                            info,
+                            _first_required_param(item.params),
+                            f"agent {node.name.value!r}: __init__ must take no required arguments "
+                            "(the runtime creates instances)",
                         )
                 elif isinstance(item, cst.SimpleStatementLine):
                     for small in item.body:
@@ -185,10 +188,12 @@ class Lowerer:
 
     def _check_directives(self, info: ModuleInfo, dec: cst.Decorator, kind: str, kwargs: dict[str, object]) -> None:
         allowed = self._TOOL_DIRECTIVES if kind == "tool" else self._AGENT_DIRECTIVES
-        for name in kwargs:
+        args = dec.decorator.args if isinstance(dec.decorator, cst.Call) else ()
+        for arg in args:
+            name = arg.keyword.value if arg.keyword is not None else ""
             if name not in allowed:
                 raise self._error(
-                    info, dec, f"unknown directive {name!r} for @nalarc.{kind}; expected one of {', '.join(sorted(allowed))}"
+                    info, arg.keyword or arg, f"unknown directive {name!r} for @nalarc.{kind}; expected one of {', '.join(sorted(allowed))}"
                 )
 
     def _error(self, info: ModuleInfo, node: cst.CSTNode, message: str) -> CompileError:
@@ -250,6 +255,16 @@ def _param_names(params: cst.Parameters) -> tuple[str, ...]:
     if params.star_kwarg is not None:
         names.append("**" + params.star_kwarg.name.value)
     return tuple(names)
+
+
+def _first_required_param(params: cst.Parameters) -> cst.CSTNode:
+    for param in (*params.posonly_params, *params.params)[1:]:
+        if param.default is None:
+            return param.name
+    for param in params.kwonly_params:
+        if param.default is None:
+            return param.name
+    return params
 
 
 def _required_params(params: cst.Parameters) -> int:

@@ -162,7 +162,7 @@ class ModuleLoader:
                     continue
                 elif not guarded and not _external_exists(dotted):
                     raise info.source.error(
-                        span_of(positions[node]),
+                        span_of(positions[_module_node(node, dotted)]),
                         f"cannot resolve import {dotted!r}: no local module {dotted.replace('.', '/')}.py "
                         "next to the app and no installed package of that name",
                     )
@@ -236,6 +236,16 @@ class ModuleLoader:
                 found = other.symbols.get(attr) if other else None
                 symbol = found if found is not None else Symbol("external", f"{module}.{attr}")
             info.symbols[name] = symbol
+
+
+def _module_node(node: cst.Import | cst.ImportFrom, dotted: str) -> cst.CSTNode:
+    """The part of an import statement that names ``dotted`` (for the caret)."""
+    if isinstance(node, cst.ImportFrom):
+        return node.module if node.module is not None else node
+    for alias in node.names:
+        if cst.helpers.get_full_name_for_node(alias.name) == dotted:
+            return alias.name
+    return node
 
 
 def _bound_name(alias: cst.ImportAlias) -> str | None:

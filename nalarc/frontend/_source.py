@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +45,19 @@ def parse(source: SourceFile) -> cst.Module:
     try:
         return cst.parse_module(source.text)
     except cst.ParserSyntaxError as exc:
-        message = exc.message.rstrip(".")
-        return _raise(CompileError(str(source.path), exc.raw_line, exc.raw_column, f"syntax error: {message}", source.line(exc.raw_line)))
+        raise _syntax_error(source, exc) from None
 
 
-def _raise(error: CompileError) -> cst.Module:
-    raise error
+def _syntax_error(source: SourceFile, exc: cst.ParserSyntaxError) -> CompileError:
+    """Where and why, as CPython says it (its positions are exact); LibCST's otherwise."""
+    try:
+        ast.parse(source.text, filename=str(source.path))
+    except SyntaxError as py:
+        line = py.lineno or 1
+        col = max(0, (py.offset or 1) - 1)
+        return CompileError(str(source.path), line, col, f"syntax error: {py.msg}", source.line(line))
+    message = exc.message.splitlines()[0].rstrip(".")
+    return CompileError(str(source.path), exc.raw_line, exc.raw_column, f"syntax error: {message}", source.line(exc.raw_line))
 
 
 def span_of(code_range: CodeRange) -> Span:

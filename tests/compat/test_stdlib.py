@@ -5,7 +5,7 @@ package: decoder, scanner, encoder) are copied out of the running interpreter,
 compiled with nalarc's real build, and CPython's own unit tests for them are run
 against the compiled copies.  Each test also checks that the tests really ran
 the compiled code (the functions they call come from the build directory) and
-that the compiler changed nothing but the runtime import and ``mark_pure`` lines.
+that the compiler changed nothing at all (no components: nothing to rewrite).
 """
 
 from __future__ import annotations
@@ -48,32 +48,22 @@ def _test_module_available(name: str) -> None:
 
 
 def _check_only_expected_changes(original: Path, compiled: Path) -> list[str]:
-    """The compiled source is the original plus the runtime import and mark_pure lines.
+    """Code that declares no components compiles to itself, byte for byte.
 
-    Returns the names ``mark_pure`` was applied to.
+    Returns the names nalarc marked pure (none: with no components there is
+    nothing to mark, and not even the runtime import is added).
     """
-    before = original.read_text(encoding="utf-8").splitlines()
-    after = compiled.read_text(encoding="utf-8").splitlines()
-    assert after.count(RT_IMPORT) == 1, f"{compiled}: expected exactly one runtime import"
-    kept: list[str] = []
-    marked: list[str] = []
-    for line in after:
-        if line == RT_IMPORT:
-            continue
-        match = MARK_PURE.fullmatch(line)
-        if match:
-            marked.append(match.group(1))
-            continue
-        kept.append(line)
-    if kept != before:
+    before = original.read_text(encoding="utf-8")
+    after = compiled.read_text(encoding="utf-8")
+    if after != before:
         import difflib  # the interpreter's own, whatever sys.modules holds right now
 
-        diff = "\n".join(difflib.unified_diff(before, kept, str(original), str(compiled), lineterm=""))
-        pytest.fail(f"compiler changed {original.name} beyond the runtime import / mark_pure lines:\n{diff}")
-    # mark_pure lines come after the definitions they name, at module level.
-    for name in marked:
-        assert re.search(rf"^def {name}\(", "\n".join(before), re.M), f"mark_pure({name}) is not a top-level def"
-    return marked
+        diff = "\n".join(
+            difflib.unified_diff(before.splitlines(), after.splitlines(), str(original), str(compiled), lineterm="")
+        )
+        pytest.fail(f"compiler changed {original.name}:\n{diff}")
+    assert RT_IMPORT not in after
+    return MARK_PURE.findall(after)
 
 
 def _assert_no_async(result: BuildResult) -> None:
@@ -92,14 +82,6 @@ def _compiled_on_path(build_dir: Path, prefixes: tuple[str, ...]) -> Iterator[No
     from ``sys.modules`` for the duration (and so are CPython's test modules,
     so they are imported fresh against the compiled copies).
     """
-
-    # Load the runtime the compiled code imports *before* the compiled copies
-    # shadow the stdlib, as nalarc's runner does before it imports an app.
-    # (Importing it lazily from inside the compiled ``textwrap`` would import
-    # trio -> sortedcontainers -> ``from textwrap import dedent`` and hit the
-    # half-initialised compiled module: a circular import that only exists
-    # because the compiled copy is named like a module trio depends on.)
-    importlib.import_module("nalarc.executor._rt")
 
     def ours(name: str) -> bool:
         return any(name == p or name.startswith(p + ".") for p in prefixes)

@@ -1,0 +1,393 @@
+"""The process backend: worker processes, their supervisor, and one controller per instance.
+
+Topology: the driver (this process) runs compiled workflow code for many
+requests under trio.  ``workers`` processes host component instances; each
+instance has a *component-level controller* here in the driver: a priority
+queue, a concurrency limit, and the metrics the global controller reads.
+Placement and transport sit behind :class:`WorkerHandle`, so another backend
+(Ray) can supply the same interface.
+
+State:
+    ``instances``   instance id -> :class:`InstanceController`
+    ``by_component`` component key -> its live instance ids
+    ``sticky``      (session, component key) -> instance id, for stateful and
+                    managed-state agents (one session, one instance, in order)
+    ``workers``     worker id -> :class:`WorkerHandle` (process, connection,
+                    calls in flight)
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import trio
+
+from .._api import ComponentSpec, component_spec
+from .._errors import BrokenWorkerError, NalarcError
+from . import _rt
+from ._local import InProcessBackend
+from ._statestore import StateStore
+from ._transport import ConnectionClosed, FramedStream, accept_worker
+
+
+@dataclass
+class Placement:
+    """How many instances of each component, and how many calls each runs at once."""
+
+    workers: int = 2
+    #: component name (``Planner``) or key -> instance count
+    instances: dict[str, int] = field(default_factory=dict)
+    #: calls one instance runs at the same time (agents, tools)
+    agent_concurrency: int = 4
+    tool_concurrency: int = 16
+
+
+@dataclass
+class _Queued:
+    call: _rt.CallRecord
+    priority: int
+    done: trio.Event = field(default_factory=trio.Event)
+    ok: bool = False
+    payload: Any = None
+    text: str = ""
+    attempts: int = 0
+
+
+class WorkerHandle:
+    """One worker process and its authenticated connection."""
+
+    def __init__(self, worker_id: str, process: trio.Process) -> None:
+        self.id, self.process = worker_id, process
+        self.conn: FramedStream | None = None
+        self.ready = trio.Event()
+        self.inflight: dict[int, tuple[_Queued, InstanceController]] = {}
+        self.alive = True
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class InstanceController:
+    """The component-level controller of one instance: queue, limit, metrics."""
+
+    def __init__(self, backend: ProcessBackend, instance_id: str, spec: ComponentSpec, worker: WorkerHandle, limit: int) -> None:
+        self.backend, self.id, self.spec, self.worker, self.limit = backend, instance_id, spec, worker, limit
+        self._queue: list[tuple[int, int, _Queued]] = []
+        self._order = itertools.count()
+        self.running = 0
+        self.completed = 0
+        self.busy_seconds = 0.0
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    @property
+    def load(self) -> int:
+        return len(self._queue) + self.running
+
+    def waiting_sessions(self) -> set[str]:
+        return {entry.call.session for _, _, entry in self._queue}
+
+    def submit(self, entry: _Queued) -> None:
+        heapq.heappush(self._queue, (-entry.priority, next(self._order), entry))
+        self._pump()
+
+    def take_queued(self) -> list[_Queued]:
+        """Remove and return every queued (not running) call, for migration."""
+        entries = [entry for _, _, entry in sorted(self._queue)]
+        self._queue.clear()
+        return entries
+
+    def _pump(self) -> None:
+        while self.running < self.limit and self._queue and self.worker.alive:
+            _, _, entry = heapq.heappop(self._queue)
+            self.running += 1
+            self.backend.nursery.start_soon(self._dispatch, entry)
+
+    async def _dispatch(self, entry: _Queued) -> None:
+        call = entry.call
+        started = trio.current_time()
+        try:
+            state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
+            await self.backend.send_run(self, entry, state)
+            await entry.done.wait()
+        finally:
+            self.running -= 1
+            self.completed += 1
+            self.busy_seconds += trio.current_time() - started
+            self._pump()
+
+
+class ProcessBackend:
+    """Runs component calls on worker processes (see the module docstring)."""
+
+    def __init__(self, build_dir: Path, store: StateStore, placement: Placement) -> None:
+        self.build_dir, self.store, self.placement = Path(build_dir), store, placement
+        self.secret = secrets.token_bytes(32)
+        self.workers: dict[str, WorkerHandle] = {}
+        self.instances: dict[str, InstanceController] = {}
+        self.by_component: dict[str, list[str]] = {}
+        self.sticky: dict[tuple[str, str], str] = {}
+        self._call_ids = itertools.count(1)
+        self._inline = InProcessBackend(store)
+        self._tmp = tempfile.TemporaryDirectory(prefix="nalarc-")
+        self.socket_path = str(Path(self._tmp.name) / "driver.sock")
+        self._nursery: trio.Nursery | None = None
+        self.closing = False
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        assert self._nursery is not None, "the backend is not started"
+        return self._nursery
+
+    def new_runtime(self) -> _rt.Runtime:
+        return _rt.Runtime(self)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery, components: dict[str, Any]) -> None:
+        """Spawn the workers, wait until they are ready, create the instances."""
+        self._nursery = nursery
+        os.chmod(self._tmp.name, 0o700)
+        listener_socket = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await listener_socket.bind(self.socket_path)
+        listener_socket.listen(64)
+        self._listener = trio.SocketListener(listener_socket)
+        nursery.start_soon(self._accept_loop)
+        for index in range(self.placement.workers):
+            await self._spawn(f"w{index}")
+        with trio.fail_after(60):
+            for worker in self.workers.values():
+                await worker.ready.wait()
+        self._place(components)
+
+    async def _spawn(self, worker_id: str) -> WorkerHandle:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "nalarc.executor._worker_main", self.socket_path, worker_id],
+            stdin=-1,  # subprocess.PIPE
+        )
+        assert process.stdin is not None
+        await process.stdin.send_all(self.secret.hex().encode() + b"\n")
+        await process.stdin.aclose()
+        worker = WorkerHandle(worker_id, process)
+        self.workers[worker_id] = worker
+        self.nursery.start_soon(self._supervise, worker)
+        return worker
+
+    async def _accept_loop(self) -> None:
+        while True:
+            stream = await self._listener.accept()
+            self.nursery.start_soon(self._handshake, stream)
+
+    async def _handshake(self, stream: trio.abc.Stream) -> None:
+        try:
+            conn, worker_id = await accept_worker(stream, self.secret)
+        except (NalarcError, trio.TooSlowError, trio.BrokenResourceError):
+            return
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.conn is not None:
+            await conn.aclose()
+            return
+        worker.conn = conn
+        await conn.send(("init", str(self.build_dir.resolve())))
+        self.nursery.start_soon(self._read_loop, worker)
+
+    def _place(self, components: dict[str, Any]) -> None:
+        worker_ids = sorted(self.workers)
+        slot = itertools.count()
+        for key, obj in sorted(components.items()):
+            spec = component_spec(obj)
+            assert spec is not None
+            wanted = self.placement.instances.get(spec.name, self.placement.instances.get(key))
+            low, high = spec.directives.min_instances, spec.directives.max_instances
+            count = max(1, low) if wanted is None else max(1, min(wanted, max(high, wanted)))
+            limit = self.placement.agent_concurrency if spec.kind == "agent" else self.placement.tool_concurrency
+            if spec.directives.stateful:
+                limit = 1
+            for index in range(count):
+                worker = self.workers[worker_ids[next(slot) % len(worker_ids)]]
+                instance_id = f"{spec.name}#{index}"
+                self.instances[instance_id] = InstanceController(self, instance_id, spec, worker, limit)
+                self.by_component.setdefault(key, []).append(instance_id)
+
+    async def aclose(self) -> None:
+        self.closing = True
+        for worker in self.workers.values():
+            if worker.conn is not None:
+                try:
+                    await worker.conn.send(("shutdown",))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        with trio.move_on_after(5):
+            for worker in self.workers.values():
+                await worker.process.wait()
+        for worker in self.workers.values():
+            if worker.process.returncode is None:
+                worker.process.kill()
+                await worker.process.wait()
+        self._tmp.cleanup()
+
+    # -- worker traffic ----------------------------------------------------
+
+    async def _read_loop(self, worker: WorkerHandle) -> None:
+        assert worker.conn is not None
+        try:
+            while True:
+                message = await worker.conn.receive()
+                kind = message[0]
+                if kind == "done":
+                    self._finish(worker, *message[1:])
+                elif kind == "call":
+                    self.nursery.start_soon(self._nested_call, worker, *message[1:])
+                elif kind == "ready":
+                    worker.ready.set()
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    def _finish(self, worker: WorkerHandle, call_id: int, ok: bool, payload: Any, state: Any, text: str) -> None:
+        found = worker.inflight.pop(call_id, None)
+        if found is None:
+            return
+        entry, controller = found
+        if ok and state is not None:
+            self.store.commit(entry.call.session, controller.spec.key, state)
+        entry.ok, entry.payload, entry.text = ok, payload, text
+        entry.done.set()
+
+    async def _nested_call(self, worker: WorkerHandle, sub_id: int, target: Any, method: str | None,
+                           flags: int, args: tuple[Any, ...], kwargs: dict[str, Any], session: str, request: str) -> None:
+        spec = target.spec if isinstance(target, _rt.AgentHandle) else component_spec(target)
+        assert spec is not None
+        record = _rt.CallRecord(spec, target, method, args, kwargs, session, request, None)
+        try:
+            value = await self.execute(record)
+            reply: tuple[Any, ...] = ("result", sub_id, True, value)
+        except Exception as error:  # noqa: BLE001 - sent back to the caller
+            reply = ("result", sub_id, False, cloudpickle.dumps(error))
+        if worker.conn is not None and worker.alive:
+            try:
+                await worker.conn.send(reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def send_run(self, controller: InstanceController, entry: _Queued, state: Any) -> None:
+        worker = controller.worker
+        call = entry.call
+        call_id = next(self._call_ids)
+        worker.inflight[call_id] = (entry, controller)
+        message = ("run", call_id, controller.id, controller.spec.key, call.method, call.args, call.kwargs,
+                   call.session, call.request, state)
+        assert worker.conn is not None
+        try:
+            await worker.conn.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the supervisor fails or re-runs it
+
+    # -- supervision -------------------------------------------------------
+
+    async def _supervise(self, worker: WorkerHandle) -> None:
+        await worker.process.wait()
+        worker.alive = False
+        if self.closing:
+            return
+        code = worker.process.returncode
+        sig = -code if code is not None and code < 0 else None
+        lost = list(worker.inflight.values())
+        worker.inflight.clear()
+        replacement = await self._spawn(worker.id)
+        with trio.fail_after(60):
+            await replacement.ready.wait()
+        for controller in self.instances.values():
+            if controller.worker is worker:
+                queued = controller.take_queued()
+                controller.worker = replacement
+                for entry in queued:
+                    controller.submit(entry)
+        for entry, controller in lost:
+            if _retry_safe(controller.spec) and entry.attempts < 3:
+                entry.attempts += 1
+                self._route(entry.call).submit(entry)
+            else:
+                entry.ok = False
+                entry.payload = BrokenWorkerError(entry.call.label, controller.id, worker.pid, sig)
+                entry.done.set()
+
+    # -- routing and execution ---------------------------------------------
+
+    def _route(self, call: _rt.CallRecord) -> InstanceController:
+        """Default policy: sessions of stateful / managed agents stick; others go least loaded."""
+        key = call.spec.key
+        candidates = self.by_component.get(key)
+        if not candidates:
+            raise NalarcError(f"no instance of {call.spec.name!r} is running")
+        sticky = call.spec.kind == "agent" and (call.spec.directives.stateful or bool(call.spec.managed))
+        if sticky:
+            chosen = self.sticky.get((call.session, key))
+            if chosen is not None and chosen in self.instances:
+                return self.instances[chosen]
+        best = min(candidates, key=lambda i: (self.instances[i].load, i))
+        if sticky:
+            self.sticky[(call.session, key)] = best
+        return self.instances[best]
+
+    async def execute(self, call: _rt.CallRecord) -> Any:
+        directives = call.spec.directives
+        for attempt in range(1 + directives.retries):
+            entry = _Queued(call, priority=0)
+            self._route(call).submit(entry)
+            if directives.timeout is None:
+                await entry.done.wait()
+            else:
+                with trio.move_on_after(directives.timeout) as scope:
+                    await entry.done.wait()
+                if scope.cancelled_caught:
+                    entry.ok, entry.payload = False, cloudpickle.dumps(TimeoutError(f"{call.label} timed out after {directives.timeout} s"))
+            if entry.ok:
+                return entry.payload
+            error = entry.payload if isinstance(entry.payload, BaseException) else cloudpickle.loads(entry.payload)
+            if entry.text:
+                error.add_note(f"--- remote traceback (worker) ---\n{entry.text.rstrip()}")
+            if attempt == directives.retries:
+                raise error
+        raise AssertionError("unreachable")
+
+    def run_inline(self, spec: ComponentSpec, target: Any, method: str | None,
+                   args: tuple[Any, ...], kwargs: dict[str, Any], session: str) -> Any:
+        return self._inline.run_inline(spec, target, method, args, kwargs, session)
+
+
+def _retry_safe(spec: ComponentSpec) -> bool:
+    """Re-running after a crash is safe: idempotent tools, agents whose only state is managed."""
+    if spec.kind == "tool":
+        return spec.directives.idempotent
+    return not spec.directives.stateful
+
+
+def app_components(module_names: list[str]) -> dict[str, Any]:
+    """Every tool and agent defined in the app's modules, by key."""
+    found: dict[str, Any] = {}
+    for name in module_names:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for value in vars(module).values():
+            spec = component_spec(value)
+            if spec is not None and spec.key.partition(":")[0] == name:
+                found[spec.key] = value
+    return found
+
+
+def signal_name(number: int | None) -> str:
+    return signal.Signals(number).name if number else "none"

@@ -1,0 +1,114 @@
+"""Length-prefixed frames over trio streams, with mutual HMAC authentication.
+
+Nothing is unpickled before the peer has proved it knows the run's secret:
+the handshake exchanges raw bytes only.
+
+Handshake (``S`` = per-run secret, ``n`` = 32 random bytes from the driver)::
+
+    driver -> worker   n
+    worker -> driver   worker_id, HMAC(S, n | "worker" | worker_id)
+    driver -> worker   HMAC(S, n | "driver" | worker_id)
+
+Frames: a 4-byte big-endian length, then the payload (at most ``MAX_FRAME``).
+After the handshake every payload is a cloudpickled message tuple.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from typing import Any
+
+import cloudpickle
+import trio
+
+from .._errors import NalarcError
+
+MAX_FRAME = 256 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+
+class AuthenticationError(NalarcError):
+    """A peer failed the handshake: it does not know the run's secret."""
+
+
+class ConnectionClosed(NalarcError):
+    """The peer closed the connection."""
+
+
+async def _read_exactly(stream: trio.abc.ReceiveStream, count: int, buffer: bytearray) -> bytes:
+    while len(buffer) < count:
+        chunk = await stream.receive_some(max(65536, count - len(buffer)))
+        if not chunk:
+            raise ConnectionClosed("connection closed by the peer")
+        buffer += chunk
+    data = bytes(buffer[:count])
+    del buffer[:count]
+    return data
+
+
+class FramedStream:
+    """One authenticated connection: send and receive whole frames."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._buffer = bytearray()
+        self._send_lock = trio.Lock()
+
+    async def send_bytes(self, payload: bytes) -> None:
+        if len(payload) > MAX_FRAME:
+            raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+        async with self._send_lock:
+            await self.stream.send_all(_HEADER.pack(len(payload)) + payload)
+
+    async def receive_bytes(self) -> bytes:
+        (size,) = _HEADER.unpack(await _read_exactly(self.stream, _HEADER.size, self._buffer))
+        if size > MAX_FRAME:
+            raise NalarcError(f"peer announced a {size}-byte frame, over the {MAX_FRAME}-byte limit")
+        return await _read_exactly(self.stream, size, self._buffer)
+
+    async def send(self, message: tuple[Any, ...]) -> None:
+        await self.send_bytes(cloudpickle.dumps(message, protocol=5))
+
+    async def receive(self) -> tuple[Any, ...]:
+        message = cloudpickle.loads(await self.receive_bytes())
+        assert isinstance(message, tuple)
+        return message
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+def _mac(secret: bytes, nonce: bytes, role: bytes, peer: bytes) -> bytes:
+    return hmac.new(secret, nonce + b"|" + role + b"|" + peer, hashlib.sha256).digest()
+
+
+async def accept_worker(stream: trio.abc.Stream, secret: bytes) -> tuple[FramedStream, str]:
+    """Driver side: authenticate a connecting worker; return it and its id."""
+    framed = FramedStream(stream)
+    nonce = os.urandom(32)
+    await framed.send_bytes(nonce)
+    with trio.fail_after(10):
+        worker_id = await framed.receive_bytes()
+        proof = await framed.receive_bytes()
+    if len(worker_id) > 128 or not hmac.compare_digest(proof, _mac(secret, nonce, b"worker", worker_id)):
+        await stream.aclose()
+        raise AuthenticationError("a process connected without the run's secret; dropped")
+    await framed.send_bytes(_mac(secret, nonce, b"driver", worker_id))
+    return framed, worker_id.decode("ascii", "replace")
+
+
+async def connect_driver(stream: trio.abc.Stream, secret: bytes, worker_id: str) -> FramedStream:
+    """Worker side: prove we know the secret, and check that the driver does too."""
+    framed = FramedStream(stream)
+    with trio.fail_after(10):
+        nonce = await framed.receive_bytes()
+        peer = worker_id.encode("ascii")
+        await framed.send_bytes(peer)
+        await framed.send_bytes(_mac(secret, nonce, b"worker", peer))
+        answer = await framed.receive_bytes()
+    if not hmac.compare_digest(answer, _mac(secret, nonce, b"driver", peer)):
+        raise AuthenticationError("the driver failed to prove it knows the run's secret")
+    return framed
