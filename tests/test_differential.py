@@ -61,11 +61,12 @@ def test_compiled_equals_plain(app: Path, tmp_path: Path) -> None:
         assert have == want, f"request {index} ({loaded.module.CALLS[index][0]}) differs"
 
 
-CLI_APPS = ["01_branching", "12_managed_state", "18_exception_order", "35_multi_agent_sessions"]
+#: (app, worker processes): in-driver and on workers, state across CLI processes.
+CLI_APPS = [("01_branching", 0), ("18_exception_order", 0), ("12_managed_state", 2), ("35_multi_agent_sessions", 2)]
 
 
-@pytest.mark.parametrize("name", CLI_APPS)
-def test_cli_run_equals_plain(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "workers"), CLI_APPS)
+def test_cli_run_equals_plain(name: str, workers: int, tmp_path: Path) -> None:
     """``nalarc run`` per request, state in SQLite between the processes."""
     app = CORPUS / f"{name}.py"
     expected = plain_outputs(app)
@@ -79,7 +80,8 @@ def test_cli_run_equals_plain(name: str, tmp_path: Path) -> None:
     for index, (workflow, kwargs, session) in enumerate(loaded.module.CALLS):
         done = subprocess.run(
             [sys.executable, "-m", "nalarc", "run", str(build_dir), "--workflow", workflow,
-             "--input", json.dumps(kwargs), "--session", session, "--state", str(tmp_path / "state.db")],
+             "--input", json.dumps(kwargs), "--session", session, "--state", str(tmp_path / "state.db"),
+             "--workers", str(workers)],
             capture_output=True, text=True, env=ENV, timeout=120,
         )
         if "error" in expected[index] and set(expected[index]) == {"error", "message"}:
@@ -89,3 +91,17 @@ def test_cli_run_equals_plain(name: str, tmp_path: Path) -> None:
         else:
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout) == expected[index]
+
+
+@pytest.mark.parametrize("app", APPS, ids=[a.stem for a in APPS])
+def test_compiled_on_worker_processes_equals_plain(app: Path, tmp_path: Path) -> None:
+    """The same corpus on 2 worker processes with 2 instances of every agent."""
+    from nalarc.executor import Placement, run_requests
+
+    expected = plain_outputs(app)
+    loaded = load_app(app, out_dir=tmp_path / "build")
+    requests = [(w, dict(k), s) for w, k, s in loaded.module.CALLS]
+    outcomes = run_requests(loaded, requests, placement=Placement(workers=2, default_instances=2))
+    got = [normalized(o.value) if o.error is None else outcome_of_exception(o.error) for o in outcomes]
+    for index, (want, have) in enumerate(zip(expected, got)):
+        assert have == want, f"request {index} ({requests[index][0]}) differs"

@@ -110,16 +110,29 @@ def run(
     workflow: Annotated[Optional[str], typer.Option("--workflow", "-w", help="Workflow to run.")] = None,
     input: Annotated[str, typer.Option("--input", "-i", help="JSON object of arguments, or @file.json.")] = "{}",
     session: Annotated[str, typer.Option("--session", "-s", help="Session id (managed state belongs to it).")] = "default",
-    state: Annotated[Path, typer.Option("--state", help="SQLite file for managed state.")] = Path(".nalarc/state.db"),
+    state: Annotated[Optional[Path], typer.Option("--state", help="SQLite file for managed state [.nalarc/state.db].")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Worker processes; 0 runs calls in the driver [2].")] = None,
+    instances: Annotated[Optional[list[str]], typer.Option("--instances", help="Instances of a component: NAME=COUNT (repeatable).")] = None,
 ) -> None:
-    """Run one request of a workflow and print its JSON result on stdout."""
+    """Run one request of a workflow and print its JSON result on stdout.
+
+    Settings come from [tool.nalarc] in pyproject.toml or nalarc.toml, then
+    NALARC_* environment variables, then these flags.
+    """
+    from .._config import load_config, parse_instances
     from .._load import load_app
-    from ..executor import run_workflow
+    from ..executor import Placement, run_workflow
 
     try:
         inputs = _parse_input(input)
+        config = load_config(Path.cwd(), {
+            "workers": workers,
+            "instances": parse_instances(instances) if instances else None,
+            "state": str(state) if state is not None else None,
+        })
         loaded = load_app(target)
-        result = run_workflow(loaded, workflow, inputs, session=session, state_path=state)
+        placement = Placement(workers=config.workers, instances=config.instances)
+        result = run_workflow(loaded, workflow, inputs, session=session, state_path=Path(config.state), placement=placement)
     except CompileError as exc:
         raise _fail(exc) from None
     except NalarcError as exc:

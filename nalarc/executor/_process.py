@@ -47,6 +47,8 @@ class Placement:
     workers: int = 2
     #: component name (``Planner``) or key -> instance count
     instances: dict[str, int] = field(default_factory=dict)
+    #: instances of components not named in ``instances`` (None: ``min_instances``)
+    default_instances: int | None = None
     #: calls one instance runs at the same time (agents, tools)
     agent_concurrency: int = 4
     tool_concurrency: int = 16
@@ -211,6 +213,8 @@ class ProcessBackend:
             spec = component_spec(obj)
             assert spec is not None
             wanted = self.placement.instances.get(spec.name, self.placement.instances.get(key))
+            if wanted is None and spec.kind == "agent":
+                wanted = self.placement.default_instances
             low, high = spec.directives.min_instances, spec.directives.max_instances
             count = max(1, low) if wanted is None else max(1, min(wanted, max(high, wanted)))
             limit = self.placement.agent_concurrency if spec.kind == "agent" else self.placement.tool_concurrency
