@@ -181,7 +181,8 @@ class Gen:
         self.counter = itertools.count()
         self.helpers: list[Helper] = []
         self.stmts_left = self.MAX_STMTS
-        self.in_helper = False
+        #: kind of the helper being generated ("int" / "pair"), or None in the workflow.
+        self.in_helper: str | None = None
 
     # -- helpers ----------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -286,6 +287,8 @@ class Gen:
 
     def result_expr(self, env: Env) -> str:
         """What a ``return`` gives back."""
+        if self.in_helper == "pair":
+            return f"{self.int_expr(env)}, {self.int_expr(env)}"
         if self.in_helper:
             return self.int_expr(env)
         names = env.ints + env.lists + list(env.dicts) + env.strs
@@ -497,7 +500,7 @@ class Gen:
     def helper(self, index: int) -> list[str]:
         kind = "pair" if self.choice(3) == 0 else "int"
         name = f"h{index}"
-        self.in_helper = True
+        self.in_helper = kind
         self.stmts_left = 6
         env = Env(ints=["a"])
         lines = [f"def {name}(a):"]
@@ -507,7 +510,7 @@ class Gen:
             lines.append(f"    return {self.int_expr(env)}, {self.int_expr(env)}")
         else:
             lines.append(f"    return {self.int_expr(env)}")
-        self.in_helper = False
+        self.in_helper = None
         self.helpers.append(Helper(name, kind))
         return lines
 

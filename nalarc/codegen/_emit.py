@@ -32,7 +32,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ..frontend._modules import target_names
-from ..ir import CallNode, ControlRegion, FunctionIR, FutureNode, MaterializeNode, ModuleIR, Program, Span
+from ..ir import STAGE_SHIFT, CallNode, ControlRegion, FunctionIR, FutureNode, MaterializeNode, ModuleIR, Program, Span
 
 RT = "_nalarc_rt"
 _IMPORT = f"from nalarc.executor import _rt as {RT}"
@@ -325,7 +325,8 @@ class Emitter(cst.CSTTransformer):
         args, kwargs = pack_args(updated.args)
         if mode == "sync":
             self.mark_region_use()
-        return rt_call("bcall" if mode == "sync" else "call", target, method, cst.Integer(str(future.flags)), args, kwargs)
+        flags = future.flags | (future.stage << STAGE_SHIFT)
+        return rt_call("bcall" if mode == "sync" else "call", target, method, cst.Integer(str(flags)), args, kwargs)
 
     def _other_call(self, call: CallNode | None, updated: cst.Call, mode: str) -> Expr:
         kind = call.kind if call is not None else "dynamic"

@@ -145,6 +145,45 @@ async def open_backend(
             nursery.cancel_scope.cancel()
 
 
+class Service:
+    """A running app: many concurrent requests share one runtime and its workers.
+
+    Use ``async with open_service(app, store, placement) as service`` and call
+    :meth:`run` from as many trio tasks as you like.
+    """
+
+    def __init__(self, app: LoadedApp, backend: InProcessBackend | ProcessBackend) -> None:
+        self.app, self.backend = app, backend
+        self.runtime = backend.new_runtime()
+        self.in_flight = 0
+        self.completed = 0
+        self.failed = 0
+
+    async def run(self, workflow: str | None, inputs: dict[str, Any], session: str = "default") -> Any:
+        """One request; returns its result or raises its exception."""
+        name, fn = self.app.workflow(workflow)
+        bind_inputs(name, fn, inputs)
+        self.in_flight += 1
+        try:
+            result = await run_request(fn, inputs, self.runtime, session)
+        except Exception:
+            self.failed += 1
+            raise
+        finally:
+            self.in_flight -= 1
+        self.completed += 1
+        return result
+
+
+@contextlib.asynccontextmanager
+async def open_service(
+    app: LoadedApp, store: StateStore, placement: Placement | None
+) -> AsyncIterator[Service]:
+    """Start the backend (and workers) for ``app``; stop them on exit."""
+    async with open_backend(app, store, placement) as backend:
+        yield Service(app, backend)
+
+
 def run_workflow(
     app: LoadedApp,
     name: str | None,

@@ -25,6 +25,7 @@ import secrets
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ import cloudpickle
 import trio
 
 from .._api import ComponentSpec, component_spec
-from .._errors import BrokenWorkerError, NalarcError
+from .._errors import BrokenWorkerError, NalarcError, PolicyError
+from ..policies import FutureMetrics, InstanceMetrics, Policy
 from . import _rt
+from ._controller import GlobalController, NodeStore
 from ._local import InProcessBackend
 from ._statestore import StateStore
 from ._transport import ConnectionClosed, FramedStream, accept_worker
@@ -52,10 +55,18 @@ class Placement:
     #: calls one instance runs at the same time (agents, tools)
     agent_concurrency: int = 4
     tool_concurrency: int = 16
+    #: the global controller's policy (None: no periodic loop) and its period
+    policy: Policy | None = None
+    interval: float = 0.1
+
+
+_future_ids = itertools.count(1)
 
 
 @dataclass
 class _Queued:
+    """A call at an instance: its metadata moves with it when it migrates."""
+
     call: _rt.CallRecord
     priority: int
     done: trio.Event = field(default_factory=trio.Event)
@@ -63,6 +74,8 @@ class _Queued:
     payload: Any = None
     text: str = ""
     attempts: int = 0
+    future_id: str = field(default_factory=lambda: f"F{next(_future_ids)}")
+    created: float = field(default_factory=trio.current_time)
 
 
 class WorkerHandle:
@@ -88,8 +101,12 @@ class InstanceController:
         self._queue: list[tuple[int, int, _Queued]] = []
         self._order = itertools.count()
         self.running = 0
+        self.running_entries: dict[str, _Queued] = {}
         self.completed = 0
         self.busy_seconds = 0.0
+        self.latency_ms = 0.0
+        self.retired = False
+        self._busy_mark = (trio.current_time(), 0.0)
 
     @property
     def queue_length(self) -> int:
@@ -108,9 +125,49 @@ class InstanceController:
 
     def take_queued(self) -> list[_Queued]:
         """Remove and return every queued (not running) call, for migration."""
-        entries = [entry for _, _, entry in sorted(self._queue)]
-        self._queue.clear()
-        return entries
+        return self.take(lambda entry: True)
+
+    def take(self, wanted: Callable[[_Queued], bool]) -> list[_Queued]:
+        """Remove and return the queued calls ``wanted`` selects (in queue order)."""
+        taken = [item for item in sorted(self._queue) if wanted(item[2])]
+        if taken:
+            self._queue = [item for item in self._queue if not wanted(item[2])]
+            heapq.heapify(self._queue)
+        return [entry for _, _, entry in taken]
+
+    def reprioritize(self, session: str, priority: int) -> None:
+        changed = False
+        for index, (_, order, entry) in enumerate(self._queue):
+            if entry.call.session == session and entry.priority != priority:
+                entry.priority = priority
+                self._queue[index] = (-priority, order, entry)
+                changed = True
+        if changed:
+            heapq.heapify(self._queue)
+
+    def metrics(self) -> InstanceMetrics:
+        """What this controller publishes to the node store."""
+        now = trio.current_time()
+        since, busy_before = self._busy_mark
+        utilization = (self.busy_seconds - busy_before) / max(now - since, 1e-9)
+        self._busy_mark = (now, self.busy_seconds)
+        return InstanceMetrics(
+            id=self.id, component=self.spec.name, kind=self.spec.kind, worker=self.worker.id,
+            alive=self.worker.alive and not self.retired, stateful=self.spec.directives.stateful,
+            queue_length=len(self._queue), running=self.running, capacity=self.limit,
+            completed=self.completed, waiting_sessions=frozenset(self.waiting_sessions()),
+            latency_ms=self.latency_ms, utilization=utilization,
+        )
+
+    def future_metrics(self, now: float) -> list[FutureMetrics]:
+        out = [self._future(entry, now, "queued") for _, _, entry in self._queue]
+        out += [self._future(entry, now, "running") for entry in self.running_entries.values()]
+        return out
+
+    def _future(self, entry: _Queued, now: float, status: str) -> FutureMetrics:
+        call = entry.call
+        return FutureMetrics(entry.future_id, call.session, call.request, self.spec.name, self.id,
+                             call.stage, entry.priority, now - entry.created, status)
 
     def _pump(self) -> None:
         while self.running < self.limit and self._queue and self.worker.alive:
@@ -121,14 +178,18 @@ class InstanceController:
     async def _dispatch(self, entry: _Queued) -> None:
         call = entry.call
         started = trio.current_time()
+        self.running_entries[entry.future_id] = entry
         try:
             state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
             await self.backend.send_run(self, entry, state)
             await entry.done.wait()
         finally:
+            finished = trio.current_time()
+            del self.running_entries[entry.future_id]
             self.running -= 1
             self.completed += 1
-            self.busy_seconds += trio.current_time() - started
+            self.busy_seconds += finished - started
+            self.latency_ms = 0.8 * self.latency_ms + 0.2 * (finished - entry.created) * 1000
             self._pump()
 
 
@@ -142,12 +203,16 @@ class ProcessBackend:
         self.instances: dict[str, InstanceController] = {}
         self.by_component: dict[str, list[str]] = {}
         self.sticky: dict[tuple[str, str], str] = {}
+        self._components: dict[str, tuple[ComponentSpec, int]] = {}
+        self._instance_numbers: dict[str, Iterator[int]] = {}
         self._call_ids = itertools.count(1)
         self._inline = InProcessBackend(store)
         self._tmp = tempfile.TemporaryDirectory(prefix="nalarc-")
         self.socket_path = str(Path(self._tmp.name) / "driver.sock")
         self._nursery: trio.Nursery | None = None
         self.closing = False
+        self.node_store = NodeStore()
+        self.controller = GlobalController(self, placement.policy, placement.interval) if placement.policy else None
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -174,6 +239,8 @@ class ProcessBackend:
             for worker in self.workers.values():
                 await worker.ready.wait()
         self._place(components)
+        if self.controller is not None:
+            nursery.start_soon(self.controller.run)
 
     async def _spawn(self, worker_id: str) -> WorkerHandle:
         process = await trio.lowlevel.open_process(
@@ -220,11 +287,44 @@ class ProcessBackend:
             limit = self.placement.agent_concurrency if spec.kind == "agent" else self.placement.tool_concurrency
             if spec.directives.stateful:
                 limit = 1
-            for index in range(count):
-                worker = self.workers[worker_ids[next(slot) % len(worker_ids)]]
-                instance_id = f"{spec.name}#{index}"
-                self.instances[instance_id] = InstanceController(self, instance_id, spec, worker, limit)
-                self.by_component.setdefault(key, []).append(instance_id)
+            self._components[spec.name] = (spec, limit)
+            for _ in range(count):
+                self._add_instance(spec, limit, self.workers[worker_ids[next(slot) % len(worker_ids)]])
+
+    def _add_instance(self, spec: ComponentSpec, limit: int, worker: WorkerHandle) -> str:
+        index = next(self._instance_numbers.setdefault(spec.key, itertools.count()))
+        instance_id = f"{spec.name}#{index}"
+        self.instances[instance_id] = InstanceController(self, instance_id, spec, worker, limit)
+        self.by_component.setdefault(spec.key, []).append(instance_id)
+        return instance_id
+
+    def provision(self, name: str, node: str | None = None) -> str | None:
+        """Start one more instance of component ``name`` (None at ``max_instances``)."""
+        if name not in self._components:
+            raise PolicyError(f"provision: no component {name!r}")
+        spec, limit = self._components[name]
+        if len(self.by_component.get(spec.key, [])) >= spec.directives.max_instances:
+            return None
+        if node is not None and node not in self.workers:
+            raise PolicyError(f"provision: no worker {node!r}")
+        worker = self.workers[node] if node else min(
+            self.workers.values(), key=lambda w: sum(1 for c in self.instances.values() if c.worker is w)
+        )
+        return self._add_instance(spec, limit, worker)
+
+    def retire(self, controller: InstanceController) -> None:
+        """Stop routing to an instance; its queued calls go to its siblings."""
+        controller.retired = True
+        self.by_component[controller.spec.key].remove(controller.id)
+        del self.instances[controller.id]
+        for key, instance in list(self.sticky.items()):
+            if instance == controller.id:
+                del self.sticky[key]
+        for key, instance in list(self.node_store.decisions.routes.items()):
+            if instance == controller.id:
+                del self.node_store.decisions.routes[key]
+        for entry in controller.take_queued():
+            self._route(entry.call).submit(entry)
 
     async def aclose(self) -> None:
         self.closing = True
@@ -275,6 +375,7 @@ class ProcessBackend:
         spec = target.spec if isinstance(target, _rt.AgentHandle) else component_spec(target)
         assert spec is not None
         record = _rt.CallRecord(spec, target, method, args, kwargs, session, request, None)
+        record.stage = flags >> _rt.STAGE_SHIFT
         try:
             value = await self.execute(record)
             reply: tuple[Any, ...] = ("result", sub_id, True, value)
@@ -331,25 +432,37 @@ class ProcessBackend:
     # -- routing and execution ---------------------------------------------
 
     def _route(self, call: _rt.CallRecord) -> InstanceController:
-        """Default policy: sessions of stateful / managed agents stick; others go least loaded."""
-        key = call.spec.key
+        """Where a new call goes, event by event, under the installed decisions.
+
+        An installed session route wins; then a stateful or managed-state
+        agent's session stays where it is; then the installed weights; then
+        the least loaded instance.
+        """
+        key, name = call.spec.key, call.spec.name
         candidates = self.by_component.get(key)
         if not candidates:
-            raise NalarcError(f"no instance of {call.spec.name!r} is running")
+            raise NalarcError(f"no instance of {name!r} is running")
+        decisions = self.node_store.decisions
+        routed = decisions.routes.get((call.session, name))
+        if routed is not None and routed in self.instances:
+            return self.instances[routed]
         sticky = call.spec.kind == "agent" and (call.spec.directives.stateful or bool(call.spec.managed))
         if sticky:
             chosen = self.sticky.get((call.session, key))
             if chosen is not None and chosen in self.instances:
                 return self.instances[chosen]
-        best = min(candidates, key=lambda i: (self.instances[i].load, i))
+        best = self.node_store.pick_weighted(candidates, name) or min(
+            candidates, key=lambda i: (self.instances[i].load, i)
+        )
         if sticky:
             self.sticky[(call.session, key)] = best
         return self.instances[best]
 
     async def execute(self, call: _rt.CallRecord) -> Any:
         directives = call.spec.directives
+        priority = self.node_store.decisions.priority(call.session, call.spec.name)
         for attempt in range(1 + directives.retries):
-            entry = _Queued(call, priority=0)
+            entry = _Queued(call, priority=priority)
             self._route(call).submit(entry)
             if directives.timeout is None:
                 await entry.done.wait()

@@ -37,6 +37,8 @@ import trio
 
 from .._api import ComponentSpec, component_spec
 from .._errors import NalarcError, NalarcInternalError
+from ..ir import EFFECT as EFFECT  # call flags, or-ed together by the code generator
+from ..ir import STAGE_SHIFT as STAGE_SHIFT
 
 __all__ = [
     "AgentHandle",
@@ -70,9 +72,6 @@ __all__ = [
     "value",
 ]
 
-# Call flags, or-ed together by the code generator.
-EFFECT: Final = 1  #: the call writes state: it must not run after an earlier failure
-
 
 class Skipped(Exception):
     """A state-writing call that never ran because an earlier call failed."""
@@ -92,7 +91,7 @@ class Backend(Protocol):
 class CallRecord:
     """What a backend needs to run one component call."""
 
-    __slots__ = ("spec", "target", "method", "args", "kwargs", "session", "request", "pending")
+    __slots__ = ("spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage")
 
     def __init__(
         self,
@@ -108,6 +107,8 @@ class CallRecord:
         self.spec, self.target, self.method = spec, target, method
         self.args, self.kwargs = args, kwargs
         self.session, self.request, self.pending = session, request, pending
+        #: Depth in the app's call graph (from the compiler; 0 if unknown).
+        self.stage = 0
 
     @property
     def label(self) -> str:
@@ -413,6 +414,7 @@ def call(
     frame.outstanding.append(pending)
     args, kwargs = _snapshot(args), _snapshot(kwargs)
     record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
+    record.stage = flags >> STAGE_SHIFT
     predecessor = _chain(frame, spec, pending)
     frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
     return pending

@@ -64,7 +64,8 @@ class _RemoteBackend:
         done, box = trio.Event(), list[Any]()
         self.waiting[sub_id] = (done, box)
         await self.worker.conn.send(
-            ("call", sub_id, call.target, call.method, 0, call.args, call.kwargs, call.session, call.request)
+            ("call", sub_id, call.target, call.method, call.stage << _rt.STAGE_SHIFT, call.args, call.kwargs,
+             call.session, call.request)
         )
         await done.wait()
         ok, payload = box

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._nodes import EFFECT as EFFECT
+from ._nodes import STAGE_SHIFT as STAGE_SHIFT
 from ._nodes import ArgRef as ArgRef
 from ._nodes import Binding as Binding
 from ._nodes import CallNode as CallNode
@@ -21,6 +22,7 @@ from ._nodes import StatementInfo as StatementInfo
 
 __all__ = [
     "EFFECT",
+    "STAGE_SHIFT",
     "ArgRef",
     "Binding",
     "CallNode",

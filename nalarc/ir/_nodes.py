@@ -35,6 +35,8 @@ N = TypeVar("N")
 
 #: Future call flag: the call writes state, so it must not run after an earlier failure.
 EFFECT = 1
+#: Call flags carry the call's stage in the call graph above the flag bits.
+STAGE_SHIFT = 4
 
 
 class _Node:

@@ -1,0 +1,217 @@
+"""An open-loop load generator for a :class:`~nalarc.executor.Service` (no HTTP).
+
+Requests are fired at their arrival times whether or not earlier ones have
+finished (open loop), so a slow service builds up concurrency instead of
+slowing the arrivals down.  Arrivals come from a trace (JSONL, one request a
+line: ``{"at": seconds, "workflow": name, "input": {...}, "session": id}``,
+``workflow`` and ``session`` optional) or from a Poisson process with a
+seeded RNG.
+
+Latency is measured from the moment a request is fired to its end.  The
+summary percentiles are over successful requests; errors are counted by type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .._errors import NalarcError
+from ._app import LoadedApp, Service, bind_inputs
+
+
+@dataclass
+class Arrival:
+    """One request of a load: when (seconds from the start), what, for whom."""
+
+    at: float
+    workflow: str | None
+    inputs: dict[str, Any]
+    session: str = "default"
+
+
+def read_trace(path: Path) -> list[Arrival]:
+    """Parse a JSONL trace, sorted by arrival time; errors name the line."""
+    arrivals: list[Arrival] = []
+    with Path(path).open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise NalarcError(f"{where}: not valid JSON: {exc}") from None
+            if not isinstance(item, dict):
+                raise NalarcError(f"{where}: expected a JSON object")
+            unknown = set(item) - {"at", "workflow", "input", "session"}
+            if unknown:
+                raise NalarcError(f"{where}: unknown keys {sorted(unknown)}")
+            at, workflow = item.get("at"), item.get("workflow")
+            inputs, session = item.get("input", {}), item.get("session", "default")
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or at < 0:
+                raise NalarcError(f"{where}: \"at\" must be a number of seconds >= 0")
+            if workflow is not None and not isinstance(workflow, str):
+                raise NalarcError(f"{where}: \"workflow\" must be a string")
+            if not isinstance(inputs, dict):
+                raise NalarcError(f"{where}: \"input\" must be a JSON object")
+            if not isinstance(session, str):
+                raise NalarcError(f"{where}: \"session\" must be a string")
+            arrivals.append(Arrival(float(at), workflow, inputs, session))
+    arrivals.sort(key=lambda a: a.at)
+    return arrivals
+
+
+def poisson_arrivals(rate: float, duration: float, workflow: str | None, inputs: dict[str, Any], *,
+                     seed: int = 0, session: str = "default") -> list[Arrival]:
+    """Poisson arrivals at ``rate`` requests/s over ``duration`` seconds.
+
+    ``session`` may contain ``{i}``, replaced by the request's index (one
+    session per request); otherwise every request shares it.
+    """
+    if rate <= 0 or duration <= 0:
+        raise NalarcError("--rate and --duration must be positive")
+    rng = random.Random(seed)
+    arrivals: list[Arrival] = []
+    at = rng.expovariate(rate)
+    while at < duration:
+        index = len(arrivals)
+        arrivals.append(Arrival(at, workflow, dict(inputs), session.replace("{i}", str(index))))
+        at += rng.expovariate(rate)
+    return arrivals
+
+
+def resolve_arrivals(app: LoadedApp, arrivals: list[Arrival]) -> list[Arrival]:
+    """Name each arrival's workflow; fail before the run on an unknown one or bad arguments."""
+    resolved = []
+    for index, arrival in enumerate(arrivals):
+        try:
+            name, fn = app.workflow(arrival.workflow)
+            bind_inputs(name, fn, arrival.inputs)
+        except NalarcError as exc:
+            raise NalarcError(f"request {index} (at {arrival.at:g} s): {exc}") from None
+        resolved.append(Arrival(arrival.at, name, arrival.inputs, arrival.session))
+    return resolved
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100), linear between closest ranks; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Count, ok, errors and latency statistics (seconds, ok requests) of some records."""
+    latencies = [r["latency"] for r in records if r["outcome"] == "ok"]
+    return {
+        "count": len(records),
+        "ok": len(latencies),
+        "errors": len(records) - len(latencies),
+        "mean": sum(latencies) / len(latencies) if latencies else None,
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies) if latencies else None,
+    }
+
+
+async def run_load(service: Service, arrivals: list[Arrival], *, console: Console | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Fire every arrival at its time (open loop); wait for all; return the report.
+
+    The report: ``summary`` (see :func:`summarize`, plus ``duration`` seconds,
+    ``throughput`` ok requests/s and ``max_concurrency``), ``by_workflow``,
+    ``errors`` (count by exception type) and ``requests``: per request
+    ``index``, ``workflow``, ``session``, ``at`` (scheduled), ``started`` and
+    ``finished`` (seconds from the start), ``latency``, ``outcome`` (``"ok"``
+    or the exception's type name) and ``message``.
+    """
+    console = console if console is not None else Console(stderr=True)
+    records: list[dict[str, Any]] = [{} for _ in arrivals]
+    concurrency = {"now": 0, "max": 0}
+    display = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.fields[status]}"), console=console, disable=not progress, transient=False)
+    sent_task = display.add_task("sent", total=len(arrivals), status="")
+    done_task = display.add_task("done", total=len(arrivals), status="")
+    counts: Counter[str] = Counter()
+    start = trio.current_time()
+
+    async def fire(index: int, arrival: Arrival) -> None:
+        began = trio.current_time()
+        concurrency["now"] += 1
+        concurrency["max"] = max(concurrency["max"], concurrency["now"])
+        display.advance(sent_task)
+        outcome, message = "ok", ""
+        try:
+            await service.run(arrival.workflow, arrival.inputs, arrival.session)
+        except Exception as exc:  # noqa: BLE001 - recorded per request
+            outcome, message = type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""
+        finally:
+            concurrency["now"] -= 1
+        ended = trio.current_time()
+        counts[outcome] += 1
+        records[index] = {
+            "index": index, "workflow": arrival.workflow, "session": arrival.session, "at": arrival.at,
+            "started": began - start, "finished": ended - start, "latency": ended - began,
+            "outcome": outcome, "message": message,
+        }
+        errors = sum(n for k, n in counts.items() if k != "ok")
+        display.update(done_task, advance=1, status=f"in flight {concurrency['now']}  errors {errors}")
+
+    with display:
+        async with trio.open_nursery() as nursery:
+            for index, arrival in enumerate(arrivals):
+                await trio.sleep_until(start + arrival.at)
+                nursery.start_soon(fire, index, arrival)
+    elapsed = trio.current_time() - start
+    summary = summarize(records)
+    summary.update(duration=elapsed, throughput=summary["ok"] / elapsed if elapsed > 0 else 0.0,
+                   max_concurrency=concurrency["max"])
+    names = sorted({str(r["workflow"]) for r in records})
+    return {
+        "summary": summary,
+        "by_workflow": {n: summarize([r for r in records if str(r["workflow"]) == n]) for n in names},
+        "errors": dict(sorted((k, v) for k, v in counts.items() if k != "ok")),
+        "requests": records,
+    }
+
+
+def report_table(report: dict[str, Any], title: str = "nalarc load") -> Table:
+    """A rich table: one row per workflow (and a total row when there are several)."""
+    table = Table(title=title)
+    for column in ["workflow", "count", "ok", "errors", "mean ms", "p50 ms", "p95 ms", "p99 ms"]:
+        table.add_column(column, justify="left" if column == "workflow" else "right")
+
+    def row(name: str, s: dict[str, Any]) -> None:
+        ms = [("-" if s[k] is None else f"{s[k] * 1000:.1f}") for k in ("mean", "p50", "p95", "p99")]
+        table.add_row(name, str(s["count"]), str(s["ok"]), str(s["errors"]), *ms)
+
+    for name, stats in report["by_workflow"].items():
+        row(name, stats)
+    if len(report["by_workflow"]) != 1:
+        row("total", report["summary"])
+    s = report["summary"]
+    errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "none"
+    table.caption = (f"{s['duration']:.2f} s, {s['throughput']:.1f} ok req/s, "
+                     f"max concurrency {s['max_concurrency']}; errors: {errors}")
+    return table
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Write the report as JSON."""
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,27 @@
+"""Policies for the global controller, and the small API they are written against."""
+
+from __future__ import annotations
+
+from ._api import Control as Control
+from ._api import FutureMetrics as FutureMetrics
+from ._api import InstanceMetrics as InstanceMetrics
+from ._api import MetricsView as MetricsView
+from ._api import Policy as Policy
+from ._defaults import Compose as Compose
+from ._defaults import LeastLoaded as LeastLoaded
+from ._registry import POLICIES as POLICIES
+from ._registry import load_policy as load_policy
+from ._registry import register as register
+
+__all__ = [
+    "POLICIES",
+    "Compose",
+    "Control",
+    "FutureMetrics",
+    "InstanceMetrics",
+    "LeastLoaded",
+    "MetricsView",
+    "Policy",
+    "load_policy",
+    "register",
+]

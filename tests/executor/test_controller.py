@@ -1,0 +1,281 @@
+"""Two-level control on real worker processes: policy loop, migration, supervision."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from nalarc import BrokenWorkerError, load_app
+from nalarc.executor import Placement, Service, open_service
+from nalarc.executor._controller import GlobalController
+from nalarc.executor._process import ProcessBackend
+from nalarc.executor._statestore import StateStore
+from nalarc.policies import Control, MetricsView, Policy, load_policy
+
+APP = '''
+import os
+import time
+import nalarc
+
+@nalarc.tool
+def dep(x, seconds=0.3):
+    time.sleep(seconds)
+    return x
+
+@nalarc.tool(idempotent=True)
+def safe(x):
+    time.sleep(0.6)
+    return x * 2
+
+@nalarc.tool
+def unsafe(x):
+    time.sleep(0.6)
+    return x * 3
+
+@nalarc.agent(max_instances=3)
+class Slow:
+    def work(self, x, seconds=0.3):
+        time.sleep(seconds)
+        return [x, os.getpid()]
+
+@nalarc.agent(stateful=True)
+class Keeper:
+    def __init__(self):
+        self.items = []
+
+    def add(self, x):
+        time.sleep(0.2)
+        self.items.append(x)
+        return [len(self.items), os.getpid()]
+
+@nalarc.workflow
+def work(x, seconds=0.3):
+    return Slow().work(x, seconds)
+
+@nalarc.workflow
+def work_after_dep(x):
+    return Slow().work(dep(x))
+
+@nalarc.workflow
+def keep(x):
+    return Keeper().add(x)
+
+@nalarc.workflow
+def safe_and_unsafe(x):
+    return [safe(x), unsafe(x)]
+
+@nalarc.workflow
+def only_safe(x):
+    return safe(x)
+'''
+
+
+def _app(tmp_path: Path) -> Any:
+    (tmp_path / "ctl_app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
+    return load_app(tmp_path / "ctl_app.py", out_dir=tmp_path / "build")
+
+
+def run_service(
+    tmp_path: Path, body: Callable[[Service, ProcessBackend], Awaitable[Any]], **placement: Any
+) -> Any:
+    app = _app(tmp_path)
+
+    async def main() -> Any:
+        async with open_service(app, StateStore(None), Placement(**{"workers": 2, **placement})) as service:
+            backend = service.backend
+            assert isinstance(backend, ProcessBackend)
+            return await body(service, backend)
+
+    return trio.run(main)
+
+
+class Idle(Policy):
+    name = "idle"
+
+    def step(self, view: MetricsView, control: Control) -> None:
+        pass
+
+
+def pid_of(backend: ProcessBackend, instance: str) -> int:
+    return backend.instances[instance].worker.pid
+
+
+def test_migrating_queued_calls_of_a_session(tmp_path: Path) -> None:
+    """Value delivered: calls already queued at the old instance move to the new one."""
+
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        control = GlobalController(backend, Idle())
+        control.route("s1", "Slow", "Slow#0")
+        results: dict[int, Any] = {}
+        async with trio.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(_store, results, i, service.run("work", {"x": i, "seconds": 0.4}, "s1"))
+            await trio.sleep(0.15)
+            queued = backend.instances["Slow#0"].queue_length
+            assert queued >= 1  # concurrency 1 per Slow instance: the rest wait
+            assert control.migrate("s1", "Slow#0", "Slow#1")
+            assert backend.instances["Slow#0"].queue_length == 0
+        pids = [results[i][1] for i in range(4)]
+        assert [results[i][0] for i in range(4)] == [0, 1, 2, 3]
+        assert pids.count(pid_of(backend, "Slow#1")) >= queued
+        # later calls of the session follow it
+        again = await service.run("work", {"x": 9, "seconds": 0.01}, "s1")
+        assert again[1] == pid_of(backend, "Slow#1")
+
+    run_service(tmp_path, body, default_instances=2, agent_concurrency=1)
+
+
+async def _store(results: dict[int, Any], key: int, awaitable: Awaitable[Any]) -> None:
+    results[key] = await awaitable
+
+
+def test_migration_before_the_dependency_is_ready(tmp_path: Path) -> None:
+    """Value not yet sent: the call is routed when its input arrives, to the new place."""
+
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        control = GlobalController(backend, Idle())
+        control.route("s2", "Slow", "Slow#0")
+        async with trio.open_nursery() as nursery:
+            results: dict[int, Any] = {}
+            nursery.start_soon(_store, results, 0, service.run("work_after_dep", {"x": 5}, "s2"))
+            await trio.sleep(0.1)  # dep (0.3 s) is still running: nothing queued at Slow yet
+            assert backend.instances["Slow#0"].load == 0
+            control.migrate("s2", "Slow#0", "Slow#1")
+        assert results[0] == [5, pid_of(backend, "Slow#1")]
+
+    run_service(tmp_path, body, default_instances=2, agent_concurrency=1)
+
+
+def test_migration_racing_the_dependency_value(tmp_path: Path) -> None:
+    """Value in flight: migrating in the same instant the input arrives runs the call once, at the new place."""
+
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        control = GlobalController(backend, Idle())
+        control.route("s3", "Slow", "Slow#0")
+        dep_controller = next(c for c in backend.instances.values() if c.spec.name == "dep")
+        results: dict[int, Any] = {}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_store, results, 0, service.run("work_after_dep", {"x": 7}, "s3"))
+            while dep_controller.completed == 0:  # the value is on its way back
+                await trio.sleep(0)
+            control.migrate("s3", "Slow#0", "Slow#1")
+        assert results[0] == [7, pid_of(backend, "Slow#1")]
+        assert backend.instances["Slow#0"].completed == 0
+        assert backend.instances["Slow#1"].completed == 1
+
+    run_service(tmp_path, body, default_instances=2, agent_concurrency=1)
+
+
+def test_stateful_agents_never_migrate(tmp_path: Path) -> None:
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        control = GlobalController(backend, Idle())
+        first = await service.run("keep", {"x": 1}, "s4")
+        home = next(i for i, c in backend.instances.items() if c.spec.name == "Keeper" and c.worker.pid == first[1])
+        other = next(i for i, c in backend.instances.items() if c.spec.name == "Keeper" and i != home)
+        assert control.migrate("s4", home, other) is False
+        assert control.kill(home) is False
+        second = await service.run("keep", {"x": 2}, "s4")
+        assert second == [2, first[1]]  # same instance, its state intact
+
+    run_service(tmp_path, body, instances={"Keeper": 2})
+
+
+def test_policy_loop_runs_and_installs_decisions(tmp_path: Path) -> None:
+    policy_file = tmp_path / "my_policy.py"
+    policy_file.write_text(textwrap.dedent('''
+        from nalarc.policies import Policy
+
+        class PreferSecond(Policy):
+            name = "prefer-second"
+            steps = 0
+
+            def step(self, view, control):
+                PreferSecond.steps += 1
+                slow = [i.id for i in view.of("Slow")]
+                control.route_weights("Slow", slow, [0.0 if i.endswith("#0") else 1.0 for i in slow])
+                control.set_priority("vip", 10)
+    '''), encoding="utf-8")
+    policy = load_policy(f"{policy_file}:PreferSecond+least-loaded")
+
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        await trio.sleep(0.3)
+        assert backend.controller is not None and backend.controller.timing.rounds >= 2
+        # least-loaded runs after prefer-second and overrides its weights: composition order
+        view = backend.controller.collect()
+        assert {i.component for i in view.instances.values()} >= {"Slow", "Keeper", "dep"}
+        assert backend.node_store.decisions.priority("vip", "Slow") == 10
+
+    run_service(tmp_path, body, default_instances=2, policy=policy, interval=0.05)
+
+
+def test_kill_and_provision_respect_bounds(tmp_path: Path) -> None:
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        control = GlobalController(backend, Idle())
+        assert control.kill("Slow#0") is True
+        assert control.kill("Slow#1") is False  # min_instances = 1
+        added = control.provision("Slow")
+        assert added is not None and added in backend.instances
+        assert control.provision("Slow") is not None
+        assert control.provision("Slow") is None  # max_instances = 3
+        result = await service.run("work", {"x": 3, "seconds": 0.01}, "s5")
+        assert result[0] == 3
+
+    run_service(tmp_path, body, default_instances=2)
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_sigkilled_worker_loses_no_request(tmp_path: Path) -> None:
+    """Retry-safe calls are re-run elsewhere; the others fail with a typed error."""
+    before = _children()
+
+    async def body(service: Service, backend: ProcessBackend) -> dict[str, Any]:
+        outcomes: dict[str, Any] = {}
+
+        async def one(key: str, workflow: str, x: int) -> None:
+            try:
+                outcomes[key] = await service.run(workflow, {"x": x}, key)
+            except Exception as exc:  # noqa: BLE001 - checked below
+                outcomes[key] = exc
+
+        async with trio.open_nursery() as nursery:
+            for i in range(6):
+                nursery.start_soon(one, f"mixed{i}", "safe_and_unsafe", i)
+                nursery.start_soon(one, f"safe{i}", "only_safe", i)
+            await trio.sleep(0.3)  # everything is running on the workers now
+            victim = backend.workers["w0"]
+            os.kill(victim.pid, signal.SIGKILL)
+        return outcomes
+
+    outcomes = run_service(tmp_path, body, instances={"safe": 2, "unsafe": 2})
+    assert len(outcomes) == 12  # no request lost
+    for i in range(6):
+        assert outcomes[f"safe{i}"] == i * 2  # idempotent: re-run, completed
+    broken = [o for o in outcomes.values() if isinstance(o, BrokenWorkerError)]
+    assert broken, "some unsafe calls were on the killed worker"
+    for error in broken:
+        assert error.signal == signal.SIGKILL and "unsafe" in error.component
+        assert error.instance.startswith("unsafe#") and error.pid > 0
+    assert all(o == [i * 2, i * 3] for i in range(6) if not isinstance(o := outcomes[f"mixed{i}"], Exception))
+    trio.run(trio.sleep, 0.2)
+    assert _children() <= before, "worker processes outlived the service"
