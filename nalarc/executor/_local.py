@@ -124,12 +124,13 @@ async def run_frame(
     runtime: _rt.Runtime,
     session_id: str,
     request_id: str,
+    top: bool = False,
 ) -> Any:
     """Run compiled async code in a frame of its own; return its deep value."""
     error: BaseException | None = None
     result: Any = None
     async with trio.open_nursery() as nursery:
-        frame = _rt.Frame(nursery, runtime, session_id, request_id)
+        frame = _rt.Frame(nursery, runtime, session_id, request_id, top)
         token = _rt.enter_frame(frame)
         try:
             result = await fn(*args, **kwargs)
@@ -158,8 +159,12 @@ async def run_request(
         async def fn(**kwargs: Any) -> Any:
             return await trio.to_thread.run_sync(functools.partial(plain, **kwargs))
 
+    request_id = request_id or uuid.uuid4().hex
     with session(session_id):
-        return await run_frame(fn, (), inputs, runtime, session_id, request_id or uuid.uuid4().hex)
+        try:
+            return await run_frame(fn, (), inputs, runtime, session_id, request_id, top=True)
+        finally:
+            runtime.request_done(request_id)
 
 
 def not_found(name: str, known: list[str]) -> NalarcError:

@@ -166,10 +166,13 @@ class Frame:
     """One execution of compiled code: a request, or one component call."""
 
     def __init__(
-        self, nursery: trio.Nursery, runtime: Runtime, session: str, request: str
+        self, nursery: trio.Nursery, runtime: Runtime, session: str, request: str, top: bool = False
     ) -> None:
         self.nursery, self.runtime = nursery, runtime
         self.session, self.request = session, request
+        #: The request's own frame (the workflow): its calls count against the caps.
+        #: Calls made by components do not, so a parent never starves its children.
+        self.top = top
         self._seq = itertools.count(1)
         self.outstanding: list[Pending] = []
         self.try_depth = 0
@@ -218,11 +221,29 @@ class Frame:
 class Runtime:
     """Process-wide runtime state: the backend and the per-session call chains."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, per_request: int = 256, per_session: int = 1024) -> None:
         self.backend = backend
         #: Last call of (session, agent key) for in-order execution.
         self.chains: dict[tuple[str, str], Pending] = {}
         self.thread_limiter = trio.CapacityLimiter(256)
+        #: Caps on calls executing at once for one request / one session, so
+        #: that a dynamic fan-out cannot swamp the system (futures beyond the
+        #: cap wait their turn; creating them never blocks the workflow).
+        self.per_request, self.per_session = per_request, per_session
+        self._request_slots: dict[str, trio.CapacityLimiter] = {}
+        self._session_slots: dict[str, trio.CapacityLimiter] = {}
+
+    def slots(self, session: str, request: str) -> tuple[trio.CapacityLimiter, trio.CapacityLimiter]:
+        by_request = self._request_slots.get(request)
+        if by_request is None:
+            by_request = self._request_slots[request] = trio.CapacityLimiter(self.per_request)
+        by_session = self._session_slots.get(session)
+        if by_session is None:
+            by_session = self._session_slots[session] = trio.CapacityLimiter(self.per_session)
+        return by_request, by_session
+
+    def request_done(self, request: str) -> None:
+        self._request_slots.pop(request, None)
 
 
 _frame: contextvars.ContextVar[Frame | None] = contextvars.ContextVar("nalarc_frame", default=None)
@@ -455,7 +476,12 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
                 raise Skipped(f"{record.label} skipped: an earlier call failed")
         if predecessor is not None and not predecessor.done():
             await predecessor.wait()
-        value = await frame.runtime.backend.execute(record)
+        if frame.top:
+            by_request, by_session = frame.runtime.slots(frame.session, frame.request)
+            async with by_request, by_session:
+                value = await frame.runtime.backend.execute(record)
+        else:
+            value = await frame.runtime.backend.execute(record)
     except trio.Cancelled:
         raise
     except BaseException as error:  # noqa: BLE001 - delivered to the consumer
