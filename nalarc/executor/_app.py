@@ -132,7 +132,7 @@ async def open_backend(
 ) -> AsyncIterator[InProcessBackend | ProcessBackend]:
     """The backend for a run: worker processes if ``placement`` asks for any."""
     if placement is None or placement.workers == 0:
-        yield InProcessBackend(store)
+        yield InProcessBackend(store, placement.tracer if placement is not None else None)
         return
     async with trio.open_nursery() as nursery:
         backend = ProcessBackend(app.build_dir, store, placement)

@@ -19,13 +19,15 @@ from .._errors import NalarcError
 from .._state import StateTransaction, bind_transaction, session
 from . import _rt
 from ._statestore import StateStore
+from ._trace import Tracer, driver_pid
 
 
 class InProcessBackend:
     """Runs every component call in this process."""
 
-    def __init__(self, store: StateStore | None = None) -> None:
+    def __init__(self, store: StateStore | None = None, tracer: Tracer | None = None) -> None:
         self.store = store if store is not None else StateStore(None)
+        self.tracer = tracer
         self._instances: dict[str, Any] = {}
 
     def new_runtime(self) -> _rt.Runtime:
@@ -39,6 +41,22 @@ class InProcessBackend:
         return instance
 
     async def execute(self, call: _rt.CallRecord) -> Any:
+        if self.tracer is None:
+            return await self._execute(call)
+        started, ok = trio.current_time(), False
+        try:
+            result = await self._execute(call)
+            ok = True
+            return result
+        finally:
+            self.tracer.call(
+                future=call.future_id, label=call.label, instance=call.spec.name, process=driver_pid(),
+                process_name="driver (in-process)", created=started, started=started,
+                finished=trio.current_time(), session=call.session, request=call.request,
+                stage=call.stage, depends_on=call.depends_on, ok=ok,
+            )
+
+    async def _execute(self, call: _rt.CallRecord) -> Any:
         directives = call.spec.directives
         attempts = 1 + directives.retries
         for attempt in range(attempts):

@@ -38,6 +38,7 @@ from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..policies import FutureMetrics, InstanceMetrics, Policy
 from . import _rt
 from ._controller import GlobalController, NodeStore
+from ._trace import Tracer
 from ._local import InProcessBackend
 from ._statestore import StateStore
 from ._transport import ConnectionClosed, FramedStream, accept_worker
@@ -58,6 +59,8 @@ class Placement:
     #: the global controller's policy (None: no periodic loop) and its period
     policy: Policy | None = None
     interval: float = 0.1
+    #: where every call is recorded, if anywhere (``--trace-out``)
+    tracer: Tracer | None = None
 
 
 _future_ids = itertools.count(1)
@@ -185,6 +188,14 @@ class InstanceController:
             await entry.done.wait()
         finally:
             finished = trio.current_time()
+            tracer = self.backend.placement.tracer
+            if tracer is not None:
+                tracer.call(
+                    future=call.future_id or entry.future_id, label=call.label, instance=self.id,
+                    process=self.worker.pid, process_name=f"worker {self.worker.id}",
+                    created=entry.created, started=started, finished=finished, session=call.session,
+                    request=call.request, stage=call.stage, depends_on=call.depends_on, ok=entry.ok,
+                )
             del self.running_entries[entry.future_id]
             self.running -= 1
             self.completed += 1

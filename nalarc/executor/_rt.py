@@ -91,7 +91,10 @@ class Backend(Protocol):
 class CallRecord:
     """What a backend needs to run one component call."""
 
-    __slots__ = ("spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage")
+    __slots__ = (
+        "spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage",
+        "future_id", "depends_on",
+    )
 
     def __init__(
         self,
@@ -109,6 +112,9 @@ class CallRecord:
         self.session, self.request, self.pending = session, request, pending
         #: Depth in the app's call graph (from the compiler; 0 if unknown).
         self.stage = 0
+        #: ``request:sequence`` of this call, and of the futures its arguments held.
+        self.future_id = ""
+        self.depends_on: list[str] = []
 
     @property
     def label(self) -> str:
@@ -436,6 +442,8 @@ def call(
     args, kwargs = _snapshot(args), _snapshot(kwargs)
     record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
     record.stage = flags >> STAGE_SHIFT
+    record.future_id = f"{frame.request[:8]}:{pending.seq}"
+    record.depends_on = [f"{frame.request[:8]}:{p.seq}" for p in _futures_in((args, kwargs))]
     predecessor = _chain(frame, spec, pending)
     frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
     return pending
@@ -452,6 +460,19 @@ def _snapshot(x: Any) -> Any:
         return copy.deepcopy(x)
     except Exception:  # noqa: BLE001 - uncopyable (locks, sockets): pass by reference
         return x
+
+
+def _futures_in(x: Any, depth: int = 0) -> list[Pending]:
+    t = type(x)
+    if t is Pending:
+        return [x]
+    if depth > 32 or t in _ATOMS:
+        return []
+    if t is list or t is tuple:
+        return [p for v in x for p in _futures_in(v, depth + 1)]
+    if t is dict:
+        return [p for v in x.values() for p in _futures_in(v, depth + 1)]
+    return []
 
 
 def _chain(frame: Frame, spec: ComponentSpec, pending: Pending) -> Pending | None:
