@@ -61,6 +61,8 @@ class Placement:
     interval: float = 0.1
     #: where every call is recorded, if anywhere (``--trace-out``)
     tracer: Tracer | None = None
+    #: most calls merged into one batch for a ``batchable`` agent
+    max_batch: int = 16
 
 
 _future_ids = itertools.count(1)
@@ -79,6 +81,10 @@ class _Queued:
     attempts: int = 0
     future_id: str = field(default_factory=lambda: f"F{next(_future_ids)}")
     created: float = field(default_factory=trio.current_time)
+    #: The instance was asked to preempt this call: a failure re-queues it.
+    preempted: bool = False
+    #: Set when the instance gives the call back (done, or preempted and re-queued).
+    returned: trio.Event = field(default_factory=trio.Event)
 
 
 class WorkerHandle:
@@ -108,6 +114,7 @@ class InstanceController:
         self.completed = 0
         self.busy_seconds = 0.0
         self.latency_ms = 0.0
+        self.batches = 0
         self.retired = False
         self._busy_mark = (trio.current_time(), 0.0)
 
@@ -124,7 +131,19 @@ class InstanceController:
 
     def submit(self, entry: _Queued) -> None:
         heapq.heappush(self._queue, (-entry.priority, next(self._order), entry))
+        self._maybe_preempt(entry)
         self._pump()
+
+    def _maybe_preempt(self, arriving: _Queued) -> None:
+        """A ``preemptable`` instance that is full makes room for a more urgent call."""
+        hook = self.spec.directives.preemptable
+        if hook is None or self.running < self.limit or not self.running_entries:
+            return
+        victim = min(self.running_entries.values(), key=lambda e: (e.priority, -e.created))
+        if victim.priority >= arriving.priority or victim.preempted:
+            return
+        victim.preempted = True
+        self.backend.nursery.start_soon(self.backend.send_preempt, self, hook)
 
     def take_queued(self) -> list[_Queued]:
         """Remove and return every queued (not running) call, for migration."""
@@ -132,9 +151,12 @@ class InstanceController:
 
     def take(self, wanted: Callable[[_Queued], bool]) -> list[_Queued]:
         """Remove and return the queued calls ``wanted`` selects (in queue order)."""
-        taken = [item for item in sorted(self._queue) if wanted(item[2])]
+        taken: list[tuple[int, int, _Queued]] = []
+        kept: list[tuple[int, int, _Queued]] = []
+        for item in sorted(self._queue):  # queue order, each call asked once
+            (taken if wanted(item[2]) else kept).append(item)
         if taken:
-            self._queue = [item for item in self._queue if not wanted(item[2])]
+            self._queue = kept
             heapq.heapify(self._queue)
         return [entry for _, _, entry in taken]
 
@@ -176,7 +198,30 @@ class InstanceController:
         while self.running < self.limit and self._queue and self.worker.alive:
             _, _, entry = heapq.heappop(self._queue)
             self.running += 1
-            self.backend.nursery.start_soon(self._dispatch, entry)
+            if self.spec.directives.batchable:
+                batch = [entry, *self.take(_same_method(entry, self.backend.placement.max_batch - 1))]
+                self.backend.nursery.start_soon(self._dispatch_batch, batch)
+            else:
+                self.backend.nursery.start_soon(self._dispatch, entry)
+
+    async def _dispatch_batch(self, batch: list[_Queued]) -> None:
+        """Queued calls of one method, merged into one batched call (one slot)."""
+        started = trio.current_time()
+        for entry in batch:
+            self.running_entries[entry.future_id] = entry
+        try:
+            await self.backend.send_batch(self, batch)
+            for entry in batch:
+                await entry.returned.wait()
+        finally:
+            finished = trio.current_time()
+            for entry in batch:
+                del self.running_entries[entry.future_id]
+            self.running -= 1
+            self.completed += len(batch)
+            self.batches += 1
+            self.busy_seconds += finished - started
+            self._pump()
 
     async def _dispatch(self, entry: _Queued) -> None:
         call = entry.call
@@ -185,7 +230,7 @@ class InstanceController:
         try:
             state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
             await self.backend.send_run(self, entry, state)
-            await entry.done.wait()
+            await entry.returned.wait()
         finally:
             finished = trio.current_time()
             tracer = self.backend.placement.tracer
@@ -376,10 +421,17 @@ class ProcessBackend:
         if found is None:
             return
         entry, controller = found
+        if entry.preempted and not ok:
+            # Preempted: queue it again; it runs when a slot frees (maybe this one).
+            given_back, entry.returned, entry.preempted = entry.returned, trio.Event(), False
+            controller.submit(entry)
+            given_back.set()
+            return
         if ok and state is not None:
             self.store.commit(entry.call.session, controller.spec.key, state)
         entry.ok, entry.payload, entry.text = ok, payload, text
         entry.done.set()
+        entry.returned.set()
 
     async def _nested_call(self, worker: WorkerHandle, sub_id: int, target: Any, method: str | None,
                            flags: int, args: tuple[Any, ...], kwargs: dict[str, Any], session: str, request: str) -> None:
@@ -397,6 +449,27 @@ class ProcessBackend:
                 await worker.conn.send(reply)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+    async def send_preempt(self, controller: InstanceController, hook: str) -> None:
+        if controller.worker.conn is not None:
+            try:
+                await controller.worker.conn.send(("preempt", controller.id, hook))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def send_batch(self, controller: InstanceController, batch: list[_Queued]) -> None:
+        worker = controller.worker
+        items = []
+        for entry in batch:
+            call_id = next(self._call_ids)
+            worker.inflight[call_id] = (entry, controller)
+            call = entry.call
+            items.append((call_id, call.method, call.args, call.kwargs, call.session, call.request))
+        assert worker.conn is not None
+        try:
+            await worker.conn.send(("run_batch", controller.id, controller.spec.key, items))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the supervisor fails or re-runs them
 
     async def send_run(self, controller: InstanceController, entry: _Queued, state: Any) -> None:
         worker = controller.worker
@@ -422,6 +495,16 @@ class ProcessBackend:
         sig = -code if code is not None and code < 0 else None
         lost = list(worker.inflight.values())
         worker.inflight.clear()
+        for entry, controller in lost:
+            given_back, entry.returned = entry.returned, trio.Event()
+            if _retry_safe(controller.spec) and entry.attempts < 3:
+                entry.attempts += 1
+                self._route(entry.call).submit(entry)  # runs where a live worker is first
+            else:
+                entry.ok = False
+                entry.payload = BrokenWorkerError(entry.call.label, controller.id, worker.pid, sig)
+                entry.done.set()
+            given_back.set()
         replacement = await self._spawn(worker.id)
         with trio.fail_after(60):
             await replacement.ready.wait()
@@ -431,14 +514,6 @@ class ProcessBackend:
                 controller.worker = replacement
                 for entry in queued:
                     controller.submit(entry)
-        for entry, controller in lost:
-            if _retry_safe(controller.spec) and entry.attempts < 3:
-                entry.attempts += 1
-                self._route(entry.call).submit(entry)
-            else:
-                entry.ok = False
-                entry.payload = BrokenWorkerError(entry.call.label, controller.id, worker.pid, sig)
-                entry.done.set()
 
     # -- routing and execution ---------------------------------------------
 
@@ -463,7 +538,7 @@ class ProcessBackend:
             if chosen is not None and chosen in self.instances:
                 return self.instances[chosen]
         best = self.node_store.pick_weighted(candidates, name) or min(
-            candidates, key=lambda i: (self.instances[i].load, i)
+            candidates, key=lambda i: (not self.instances[i].worker.alive, self.instances[i].load, i)
         )
         if sticky:
             self.sticky[(call.session, key)] = best
@@ -494,6 +569,19 @@ class ProcessBackend:
     def run_inline(self, spec: ComponentSpec, target: Any, method: str | None,
                    args: tuple[Any, ...], kwargs: dict[str, Any], session: str) -> Any:
         return self._inline.run_inline(spec, target, method, args, kwargs, session)
+
+
+def _same_method(first: _Queued, room: int) -> Callable[[_Queued], bool]:
+    """Selects up to ``room`` queued calls of ``first``'s method (for one batch)."""
+    left = [room]
+
+    def wanted(entry: _Queued) -> bool:
+        if left[0] > 0 and entry.call.method == first.call.method:
+            left[0] -= 1
+            return True
+        return False
+
+    return wanted
 
 
 def _retry_safe(spec: ComponentSpec) -> bool:

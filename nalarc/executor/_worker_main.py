@@ -21,6 +21,7 @@ exits when the driver goes away (its socket closes, or its process dies).
 from __future__ import annotations
 
 import ctypes
+import inspect
 import itertools
 import signal
 import sys
@@ -109,6 +110,10 @@ class Worker:
                     kind = message[0]
                     if kind == "run":
                         nursery.start_soon(self._run, *message[1:])
+                    elif kind == "run_batch":
+                        nursery.start_soon(self._run_batch, *message[1:])
+                    elif kind == "preempt":
+                        nursery.start_soon(self._preempt, message[1], message[2])
                     elif kind == "result":
                         self.backend.deliver(message[1], message[2], message[3])
                     elif kind == "init":
@@ -120,6 +125,42 @@ class Worker:
                 pass
             nursery.cancel_scope.cancel()
 
+    def _instance(self, instance_id: str, target: Any) -> Any:
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            instance = self.instances[instance_id] = target()
+        return instance
+
+    async def _preempt(self, instance_id: str, hook: str) -> None:
+        """Ask a running call to stop early (the driver re-queues it)."""
+        instance = self.instances.get(instance_id)
+        if instance is not None:
+            await trio.to_thread.run_sync(getattr(instance, hook))
+
+    async def _run_batch(self, instance_id: str, key: str, items: list[tuple[Any, ...]]) -> None:
+        """Calls merged into one: ``<method>_batch(calls)`` if the agent has one."""
+        target = self._resolve(key)
+        instance = self._instance(instance_id, target)
+        method = items[0][1]
+        batched = getattr(instance, f"{method}_batch", None)
+        if batched is None:
+            async with trio.open_nursery() as nursery:
+                for call_id, method, args, kwargs, session, request in items:
+                    nursery.start_soon(self._run, call_id, instance_id, key, method, args, kwargs, session, request, None)
+            return
+        signature = inspect.signature(getattr(instance, method))
+        calls = [dict(signature.bind(*args, **kwargs).arguments) for _, _, args, kwargs, _, _ in items]
+        try:
+            results = await trio.to_thread.run_sync(batched, calls)
+            if len(results) != len(items):
+                raise RemoteError(f"{method}_batch returned {len(results)} results for {len(items)} calls")
+            replies = [("done", call_id, True, result, None, "") for (call_id, *_), result in zip(items, results)]
+        except Exception as error:  # noqa: BLE001 - every call of the batch fails with it
+            pickled, text = encode_error(error)
+            replies = [("done", call_id, False, pickled, None, text) for call_id, *_ in items]
+        for reply in replies:
+            await self.conn.send(reply)
+
     async def _run(
         self, call_id: int, instance_id: str, key: str, method: str | None,
         args: tuple[Any, ...], kwargs: dict[str, Any], session: str, request: str, state: Any,
@@ -128,10 +169,7 @@ class Worker:
         spec = component_spec(target)
         assert spec is not None
         if spec.kind == "agent":
-            instance = self.instances.get(instance_id)
-            if instance is None:
-                instance = self.instances[instance_id] = target()
-            fn = getattr(instance, method or "")
+            fn = getattr(self._instance(instance_id, target), method or "")
         else:
             fn = target
         txn = StateTransaction(session, key, state) if state is not None else None
