@@ -83,8 +83,10 @@ class _Queued:
     created: float = field(default_factory=trio.current_time)
     #: The instance was asked to preempt this call: a failure re-queues it.
     preempted: bool = False
-    #: Set when the instance gives the call back (done, or preempted and re-queued).
+    #: Set when the instance gives the call back (batched calls only).
     returned: trio.Event = field(default_factory=trio.Event)
+    in_batch: bool = False
+    started: float = 0.0
 
 
 class WorkerHandle:
@@ -202,12 +204,13 @@ class InstanceController:
                 batch = [entry, *self.take(_same_method(entry, self.backend.placement.max_batch - 1))]
                 self.backend.nursery.start_soon(self._dispatch_batch, batch)
             else:
-                self.backend.nursery.start_soon(self._dispatch, entry)
+                self._start(entry)
 
     async def _dispatch_batch(self, batch: list[_Queued]) -> None:
         """Queued calls of one method, merged into one batched call (one slot)."""
         started = trio.current_time()
         for entry in batch:
+            entry.in_batch, entry.started = True, started
             self.running_entries[entry.future_id] = entry
         try:
             await self.backend.send_batch(self, batch)
@@ -223,30 +226,36 @@ class InstanceController:
             self.busy_seconds += finished - started
             self._pump()
 
-    async def _dispatch(self, entry: _Queued) -> None:
+    def _start(self, entry: _Queued) -> None:
+        """Send a call to the worker now (no task: this is every call's hot path)."""
         call = entry.call
-        started = trio.current_time()
+        entry.started = trio.current_time()
         self.running_entries[entry.future_id] = entry
-        try:
-            state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
-            await self.backend.send_run(self, entry, state)
-            await entry.returned.wait()
-        finally:
-            finished = trio.current_time()
-            tracer = self.backend.placement.tracer
-            if tracer is not None:
-                tracer.call(
-                    future=call.future_id or entry.future_id, label=call.label, instance=self.id,
-                    process=self.worker.pid, process_name=f"worker {self.worker.id}",
-                    created=entry.created, started=started, finished=finished, session=call.session,
-                    request=call.request, stage=call.stage, depends_on=call.depends_on, ok=entry.ok,
-                )
-            del self.running_entries[entry.future_id]
-            self.running -= 1
-            self.completed += 1
-            self.busy_seconds += finished - started
-            self.latency_ms = 0.8 * self.latency_ms + 0.2 * (finished - entry.created) * 1000
-            self._pump()
+        state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
+        self.backend.send_run(self, entry, state)
+
+    def release(self, entry: _Queued) -> None:
+        """The worker gave the call back (done, preempted or lost): free its slot."""
+        if entry.in_batch:
+            entry.in_batch = False
+            entry.returned.set()
+            return
+        finished = trio.current_time()
+        tracer = self.backend.placement.tracer
+        call = entry.call
+        if tracer is not None:
+            tracer.call(
+                future=call.future_id or entry.future_id, label=call.label, instance=self.id,
+                process=self.worker.pid, process_name=f"worker {self.worker.id}",
+                created=entry.created, started=entry.started, finished=finished, session=call.session,
+                request=call.request, stage=call.stage, depends_on=call.depends_on, ok=entry.ok,
+            )
+        self.running_entries.pop(entry.future_id, None)
+        self.running -= 1
+        self.completed += 1
+        self.busy_seconds += finished - entry.started
+        self.latency_ms = 0.8 * self.latency_ms + 0.2 * (finished - entry.created) * 1000
+        self._pump()
 
 
 class ProcessBackend:
@@ -423,15 +432,15 @@ class ProcessBackend:
         entry, controller = found
         if entry.preempted and not ok:
             # Preempted: queue it again; it runs when a slot frees (maybe this one).
-            given_back, entry.returned, entry.preempted = entry.returned, trio.Event(), False
+            entry.preempted = False
+            controller.release(entry)
             controller.submit(entry)
-            given_back.set()
             return
         if ok and state is not None:
             self.store.commit(entry.call.session, controller.spec.key, state)
         entry.ok, entry.payload, entry.text = ok, payload, text
         entry.done.set()
-        entry.returned.set()
+        controller.release(entry)
 
     async def _nested_call(self, worker: WorkerHandle, sub_id: int, target: Any, method: str | None,
                            flags: int, args: tuple[Any, ...], kwargs: dict[str, Any], session: str, request: str) -> None:
@@ -471,7 +480,7 @@ class ProcessBackend:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the supervisor fails or re-runs them
 
-    async def send_run(self, controller: InstanceController, entry: _Queued, state: Any) -> None:
+    def send_run(self, controller: InstanceController, entry: _Queued, state: Any) -> None:
         worker = controller.worker
         call = entry.call
         call_id = next(self._call_ids)
@@ -479,10 +488,7 @@ class ProcessBackend:
         message = ("run", call_id, controller.id, controller.spec.key, call.method, call.args, call.kwargs,
                    call.session, call.request, state)
         assert worker.conn is not None
-        try:
-            await worker.conn.send(message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the supervisor fails or re-runs it
+        worker.conn.send_soon(cloudpickle.dumps(message, protocol=5), self.nursery)
 
     # -- supervision -------------------------------------------------------
 
@@ -496,7 +502,7 @@ class ProcessBackend:
         lost = list(worker.inflight.values())
         worker.inflight.clear()
         for entry, controller in lost:
-            given_back, entry.returned = entry.returned, trio.Event()
+            controller.release(entry)
             if _retry_safe(controller.spec) and entry.attempts < 3:
                 entry.attempts += 1
                 self._route(entry.call).submit(entry)  # runs where a live worker is first
@@ -504,7 +510,6 @@ class ProcessBackend:
                 entry.ok = False
                 entry.payload = BrokenWorkerError(entry.call.label, controller.id, worker.pid, sig)
                 entry.done.set()
-            given_back.set()
         replacement = await self._spawn(worker.id)
         with trio.fail_after(60):
             await replacement.ready.wait()

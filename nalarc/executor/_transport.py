@@ -55,13 +55,55 @@ class FramedStream:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._buffer = bytearray()
-        self._send_lock = trio.Lock()
+        # A semaphore, not a lock: a frame started synchronously may be
+        # finished by another task (see send_soon).
+        self._sending = trio.Semaphore(1)
+        socket = getattr(stream, "socket", None)
+        self._fd = socket.fileno() if socket is not None else -1
 
     async def send_bytes(self, payload: bytes) -> None:
         if len(payload) > MAX_FRAME:
             raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
-        async with self._send_lock:
+        async with self._sending:
             await self.stream.send_all(_HEADER.pack(len(payload)) + payload)
+
+    def send_soon(self, payload: bytes, nursery: trio.Nursery) -> None:
+        """Send now, without a task switch, when the socket takes the frame at once.
+
+        Otherwise (another frame is being sent, or the socket buffer is full)
+        the rest goes out from a task, in order.  The hot path of every call.
+        """
+        if len(payload) > MAX_FRAME:
+            raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+        frame = _HEADER.pack(len(payload)) + payload
+        try:
+            self._sending.acquire_nowait()
+        except trio.WouldBlock:
+            nursery.start_soon(self._send_later, frame, False)
+            return
+        written = 0
+        if self._fd >= 0:
+            try:
+                written = os.write(self._fd, frame)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError:
+                self._sending.release()
+                return  # the peer is gone: its supervisor handles the call
+        if written == len(frame):
+            self._sending.release()
+        else:
+            nursery.start_soon(self._send_later, frame[written:], True)
+
+    async def _send_later(self, data: bytes, holding: bool) -> None:
+        try:
+            if not holding:
+                await self._sending.acquire()
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._sending.release()
 
     async def receive_bytes(self) -> bytes:
         (size,) = _HEADER.unpack(await _read_exactly(self.stream, _HEADER.size, self._buffer))

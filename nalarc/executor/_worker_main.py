@@ -6,39 +6,53 @@ imports the app's build directory, then serves messages (all tuples):
 
 driver -> worker
     ``("init", build_dir)``; ``("run", call_id, instance_id, key, method, args,
-    kwargs, session, request, state)``; ``("result", sub_id, ok, payload)``;
-    ``("shutdown",)``
+    kwargs, session, request, state)``; ``("run_batch", instance_id, key,
+    items)``; ``("preempt", instance_id, hook)``; ``("result", sub_id, ok,
+    payload)``; ``("shutdown",)``
 worker -> driver
     ``("ready", pid)``; ``("done", call_id, ok, payload, state, traceback)``;
     ``("call", sub_id, target, method, flags, args, kwargs, session, request)``
     (a component call made by the code this worker runs)
 
-Sync component code runs in threads (it blocks on I/O); compiled async code
-runs natively, its own component calls going back to the driver.  The worker
-exits when the driver goes away (its socket closes, or its process dies).
+Threads, leader/follower: a pool of threads takes turns reading the socket
+(blocking I/O, no event loop on the hot path); the thread that reads a call
+runs it itself and sends its reply, so a call costs no hand-off between
+threads.  Sync component code therefore runs in a thread, as it must (it
+blocks on I/O).  Compiled async component code runs on one trio loop in a
+thread of its own; the component calls it makes go back to the driver.  The
+worker exits when the driver goes away (its socket closes, or it dies).
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
+import hashlib
+import hmac
 import inspect
 import itertools
+import os
 import signal
+import socket
+import struct
 import sys
+import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
-import trio
 
 from .._api import ComponentSpec, component_spec
 from .._errors import RemoteError
-from .._state import StateTransaction
-from . import _rt
-from ._app import load_build
-from ._local import run_component_code
-from ._transport import ConnectionClosed, FramedStream, connect_driver
+from .._state import StateTransaction, bind_transaction, session
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024
+#: Threads started at once; more start whenever every thread is busy, so
+#: there is always one reading the socket (a waiting call may need a reply).
+POOL_SIZE = 4
 
 
 def encode_error(error: BaseException) -> tuple[bytes, str]:
@@ -52,22 +66,109 @@ def encode_error(error: BaseException) -> tuple[bytes, str]:
     return payload, text
 
 
+class _Channel:
+    """Blocking framed socket: one reader at a time, sends serialized by a lock."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+        self.read_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            chunk = self.sock.recv(max(65536, count - len(self._buffer)))
+            if not chunk:
+                raise EOFError("the driver closed the connection")
+            self._buffer += chunk
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    def receive_bytes(self) -> bytes:
+        (size,) = _HEADER.unpack(self._exactly(_HEADER.size))
+        if size > MAX_FRAME:
+            raise EOFError(f"driver announced a {size}-byte frame")
+        return self._exactly(size)
+
+    def send_bytes(self, payload: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.send_bytes(cloudpickle.dumps(message, protocol=5))
+
+
+def _authenticate(channel: _Channel, secret: bytes, worker_id: str) -> None:
+    """The worker's half of the handshake in ``_transport`` (raw bytes only)."""
+    nonce = channel.receive_bytes()
+    peer = worker_id.encode("ascii")
+    channel.send_bytes(peer)
+    channel.send_bytes(hmac.new(secret, nonce + b"|worker|" + peer, hashlib.sha256).digest())
+    answer = channel.receive_bytes()
+    expected = hmac.new(secret, nonce + b"|driver|" + peer, hashlib.sha256).digest()
+    if not hmac.compare_digest(answer, expected):
+        raise SystemExit("the driver failed to prove it knows the run's secret")
+
+
+class _AsyncLane:
+    """One trio loop, in its own thread, for compiled (async) component code."""
+
+    def __init__(self, worker: Worker) -> None:
+        import trio
+
+        from . import _rt
+
+        self.trio, self.rt = trio, _rt
+        self.worker = worker
+        self.runtime = _rt.Runtime(_RemoteBackend(worker))
+        ready = threading.Event()
+        self.token: Any = None
+
+        def loop() -> None:
+            async def main() -> None:
+                self.token = trio.lowlevel.current_trio_token()
+                ready.set()
+                await trio.sleep_forever()
+
+            trio.run(main)
+
+        threading.Thread(target=loop, name="nalarc-async", daemon=True).start()
+        ready.wait()
+
+    def run(self, fn: Callable[..., Any], record: Any) -> Any:
+        from ._local import run_frame
+
+        async def body() -> Any:
+            return await run_frame(fn, record.args, record.kwargs, self.runtime, record.session, record.request)
+
+        return self.trio.from_thread.run(body, trio_token=self.token)
+
+    def deliver(self, sub_id: int, ok: bool, payload: Any) -> None:
+        backend = self.runtime.backend
+        assert isinstance(backend, _RemoteBackend)
+        self.trio.from_thread.run_sync(backend.deliver, sub_id, ok, payload, trio_token=self.token)
+
+
 class _RemoteBackend:
-    """Component calls made by code in this worker: the driver schedules them."""
+    """Component calls made by compiled code in this worker: the driver schedules them."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self._ids = itertools.count(1)
-        self.waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self.waiting: dict[int, tuple[Any, list[Any]]] = {}
 
-    async def execute(self, call: _rt.CallRecord) -> Any:
+    async def execute(self, call: Any) -> Any:
+        import trio
+
+        from ._rt import STAGE_SHIFT
+
         sub_id = next(self._ids)
         done, box = trio.Event(), list[Any]()
         self.waiting[sub_id] = (done, box)
-        await self.worker.conn.send(
-            ("call", sub_id, call.target, call.method, call.stage << _rt.STAGE_SHIFT, call.args, call.kwargs,
-             call.session, call.request)
-        )
+        message = ("call", sub_id, call.target, call.method, call.stage << STAGE_SHIFT, call.args, call.kwargs,
+                   call.session, call.request)
+        self.worker.channel.send(message)  # a short blocking send; the loop can afford it
         await done.wait()
         ok, payload = box
         if ok:
@@ -80,17 +181,35 @@ class _RemoteBackend:
         done.set()
 
     def run_inline(self, spec: ComponentSpec, target: Any, method: str | None,
-                   args: tuple[Any, ...], kwargs: dict[str, Any], session: str) -> Any:
+                   args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str) -> Any:
         raise RemoteError("a dunder or property that calls a component cannot run inside a worker")
 
 
 class Worker:
-    def __init__(self, conn: FramedStream) -> None:
-        self.conn = conn
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
         self.instances: dict[str, Any] = {}
         self.objects: dict[str, Any] = {}
-        self.backend = _RemoteBackend(self)
-        self.runtime = _rt.Runtime(self.backend)
+        self._lane: _AsyncLane | None = None
+        self._lane_lock = threading.Lock()
+        self._instance_lock = threading.Lock()
+        self.stopped = threading.Event()
+        self._threads_lock = threading.Lock()
+        self.threads = 0
+        self.busy = 0
+
+    def start_thread(self) -> None:
+        with self._threads_lock:
+            self.threads += 1
+            number = self.threads
+        threading.Thread(target=self.follow, name=f"nalarc-{number}", daemon=True).start()
+
+    @property
+    def lane(self) -> _AsyncLane:
+        with self._lane_lock:
+            if self._lane is None:
+                self._lane = _AsyncLane(self)
+            return self._lane
 
     def _resolve(self, key: str) -> Any:
         found = self.objects.get(key)
@@ -102,56 +221,112 @@ class Worker:
             self.objects[key] = found
         return found
 
-    async def serve(self) -> None:
-        async with trio.open_nursery() as nursery:
-            try:
-                while True:
-                    message = await self.conn.receive()
-                    kind = message[0]
-                    if kind == "run":
-                        nursery.start_soon(self._run, *message[1:])
-                    elif kind == "run_batch":
-                        nursery.start_soon(self._run_batch, *message[1:])
-                    elif kind == "preempt":
-                        nursery.start_soon(self._preempt, message[1], message[2])
-                    elif kind == "result":
-                        self.backend.deliver(message[1], message[2], message[3])
-                    elif kind == "init":
-                        load_build(Path(message[1]))
-                        await self.conn.send(("ready", _pid()))
-                    elif kind == "shutdown":
-                        break
-            except ConnectionClosed:
-                pass
-            nursery.cancel_scope.cancel()
-
     def _instance(self, instance_id: str, target: Any) -> Any:
-        instance = self.instances.get(instance_id)
-        if instance is None:
-            instance = self.instances[instance_id] = target()
-        return instance
+        with self._instance_lock:
+            instance = self.instances.get(instance_id)
+            if instance is None:
+                instance = self.instances[instance_id] = target()
+            return instance
 
-    async def _preempt(self, instance_id: str, hook: str) -> None:
-        """Ask a running call to stop early (the driver re-queues it)."""
-        instance = self.instances.get(instance_id)
-        if instance is not None:
-            await trio.to_thread.run_sync(getattr(instance, hook))
+    # -- leader / follower ---------------------------------------------------
 
-    async def _run_batch(self, instance_id: str, key: str, items: list[tuple[Any, ...]]) -> None:
-        """Calls merged into one: ``<method>_batch(calls)`` if the agent has one."""
+    def follow(self) -> None:
+        """Take turns reading the socket; run what was read; repeat."""
+        while not self.stopped.is_set():
+            with self.channel.read_lock:
+                if self.stopped.is_set():
+                    return
+                try:
+                    message = cloudpickle.loads(self.channel.receive_bytes())
+                except (EOFError, OSError):
+                    self.stopped.set()
+                    return
+                with self._threads_lock:
+                    self.busy += 1
+                    everyone_busy = self.busy == self.threads
+            if everyone_busy:
+                self.start_thread()
+            try:
+                self.handle(message)
+            finally:
+                with self._threads_lock:
+                    self.busy -= 1
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "run":
+            self._run(*message[1:])
+        elif kind == "run_batch":
+            self._run_batch(*message[1:])
+        elif kind == "result":
+            self.lane.deliver(message[1], message[2], message[3])
+        elif kind == "preempt":
+            instance = self.instances.get(message[1])
+            if instance is not None:
+                getattr(instance, message[2])()
+        elif kind == "init":
+            from ._app import load_build
+
+            load_build(Path(message[1]))
+            self.channel.send(("ready", os.getpid()))
+        elif kind == "shutdown":
+            self.stopped.set()
+            self.channel.sock.shutdown(socket.SHUT_RDWR)
+
+    # -- calls -------------------------------------------------------------
+
+    def _call_function(self, instance_id: str, key: str, method: str | None) -> tuple[ComponentSpec, Any, Any]:
         target = self._resolve(key)
-        instance = self._instance(instance_id, target)
+        spec = component_spec(target)
+        assert spec is not None
+        fn = getattr(self._instance(instance_id, target), method or "") if spec.kind == "agent" else target
+        return spec, target, fn
+
+    def _invoke(self, spec: ComponentSpec, target: Any, fn: Any, method: str | None, args: tuple[Any, ...],
+                kwargs: dict[str, Any], session_id: str, request: str) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            from ._rt import CallRecord
+
+            record = CallRecord(spec, target, method, args, kwargs, session_id, request, None)
+            return self.lane.run(fn, record)
+        return fn(*args, **kwargs)
+
+    def _run(self, call_id: int, instance_id: str, key: str, method: str | None, args: tuple[Any, ...],
+             kwargs: dict[str, Any], session_id: str, request: str, state: Any) -> None:
+        context = contextvars.copy_context()
+        try:
+            spec, target, fn = self._call_function(instance_id, key, method)
+            txn = StateTransaction(session_id, key, state) if state is not None else None
+            result, after = context.run(self._in_session, spec, target, fn, method, args, kwargs, session_id, request, txn)
+            payload = cloudpickle.dumps(("done", call_id, True, result, after, ""), protocol=5)
+        except Exception as error:  # noqa: BLE001 - delivered to the workflow
+            pickled, text = encode_error(error)
+            payload = cloudpickle.dumps(("done", call_id, False, pickled, None, text), protocol=5)
+        self.channel.send_bytes(payload)
+
+    def _in_session(self, spec: ComponentSpec, target: Any, fn: Any, method: str | None, args: tuple[Any, ...],
+                    kwargs: dict[str, Any], session_id: str, request: str,
+                    txn: StateTransaction | None) -> tuple[Any, Any]:
+        with session(session_id):
+            if txn is None:
+                return self._invoke(spec, target, fn, method, args, kwargs, session_id, request), None
+            with bind_transaction(txn):
+                result = self._invoke(spec, target, fn, method, args, kwargs, session_id, request)
+            return result, (_plain(txn.values) if txn.touched else None)
+
+    def _run_batch(self, instance_id: str, key: str, items: list[tuple[Any, ...]]) -> None:
+        """Calls merged into one: ``<method>_batch(calls)`` if the agent has one."""
+        spec, target, fn = self._call_function(instance_id, key, items[0][1])
         method = items[0][1]
-        batched = getattr(instance, f"{method}_batch", None)
+        batched = getattr(self._instance(instance_id, target), f"{method}_batch", None)
         if batched is None:
-            async with trio.open_nursery() as nursery:
-                for call_id, method, args, kwargs, session, request in items:
-                    nursery.start_soon(self._run, call_id, instance_id, key, method, args, kwargs, session, request, None)
+            for call_id, _, args, kwargs, session_id, request in items:
+                self._run(call_id, instance_id, key, method, args, kwargs, session_id, request, None)
             return
-        signature = inspect.signature(getattr(instance, method))
+        signature = inspect.signature(fn)
         calls = [dict(signature.bind(*args, **kwargs).arguments) for _, _, args, kwargs, _, _ in items]
         try:
-            results = await trio.to_thread.run_sync(batched, calls)
+            results = batched(calls)
             if len(results) != len(items):
                 raise RemoteError(f"{method}_batch returned {len(results)} results for {len(items)} calls")
             replies = [("done", call_id, True, result, None, "") for (call_id, *_), result in zip(items, results)]
@@ -159,37 +334,14 @@ class Worker:
             pickled, text = encode_error(error)
             replies = [("done", call_id, False, pickled, None, text) for call_id, *_ in items]
         for reply in replies:
-            await self.conn.send(reply)
-
-    async def _run(
-        self, call_id: int, instance_id: str, key: str, method: str | None,
-        args: tuple[Any, ...], kwargs: dict[str, Any], session: str, request: str, state: Any,
-    ) -> None:
-        target = self._resolve(key)
-        spec = component_spec(target)
-        assert spec is not None
-        if spec.kind == "agent":
-            fn = getattr(self._instance(instance_id, target), method or "")
-        else:
-            fn = target
-        txn = StateTransaction(session, key, state) if state is not None else None
-        record = _rt.CallRecord(spec, target, method, args, kwargs, session, request, None)
-        try:
-            result = await run_component_code(fn, record, self.runtime, txn)
-            result = await _rt.md(result)
-            after = await _rt.md(txn.values) if txn is not None and txn.touched else None
-            message: tuple[Any, ...] = ("done", call_id, True, result, after, "")
-            payload = cloudpickle.dumps(message)
-        except Exception as error:  # noqa: BLE001 - delivered to the workflow
-            pickled, text = encode_error(error)
-            payload = cloudpickle.dumps(("done", call_id, False, pickled, None, text))
-        await self.conn.send_bytes(payload)
+            self.channel.send(reply)
 
 
-def _pid() -> int:
-    import os
+def _plain(value: Any) -> Any:
+    """Managed state to send back: compiled code may have left finished futures in it."""
+    from ._rt import _md_now
 
-    return os.getpid()
+    return _md_now(value)
 
 
 def _die_with_parent() -> None:
@@ -201,18 +353,20 @@ def _die_with_parent() -> None:
         pass
 
 
-async def _main(socket_path: str, worker_id: str, secret: bytes) -> None:
-    stream = await trio.open_unix_socket(socket_path)
-    conn = await connect_driver(stream, secret, worker_id)
-    await Worker(conn).serve()
-
-
 def main() -> None:
     socket_path, worker_id = sys.argv[1], sys.argv[2]
     secret = bytes.fromhex(sys.stdin.readline().strip())
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
-    trio.run(_main, socket_path, worker_id, secret)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(socket_path)
+    channel = _Channel(sock)
+    _authenticate(channel, secret, worker_id)
+    worker = Worker(channel)
+    for _ in range(POOL_SIZE):
+        worker.start_thread()
+    worker.stopped.wait()
+    os._exit(0)  # daemon threads may be blocked in user code: do not wait for them
 
 
 if __name__ == "__main__":
