@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._api import Directives as Directives
 from ._api import agent as agent
 from ._api import tool as tool
 from ._api import workflow as workflow
-from ._build import BuildResult as BuildResult
-from ._build import build as build
 from ._errors import BrokenWorkerError as BrokenWorkerError
 from ._errors import CompileError as CompileError
 from ._errors import DirectiveError as DirectiveError
@@ -16,12 +17,32 @@ from ._errors import RemoteError as RemoteError
 from ._intrinsics import as_completed as as_completed
 from ._intrinsics import available as available
 from ._intrinsics import value as value
-from ._load import load_app as load_app
 from ._state import ManagedDict as ManagedDict
 from ._state import ManagedList as ManagedList
 from ._state import current_session as current_session
 from ._state import session as session
 from ._version import __version__ as __version__
+
+if TYPE_CHECKING:
+    from ._build import BuildResult as BuildResult
+    from ._build import build as build
+    from ._load import load_app as load_app
+
+#: Imported on first use: plain ``python app.py`` needs none of the compiler.
+_LAZY = {"BuildResult": "._build", "build": "._build", "load_app": "._load"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nalarc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "BrokenWorkerError",
