@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -128,14 +128,18 @@ class Lowerer:
             elif isinstance(stmt, cst.ClassDef):
                 self._discover_class(info, stmt)
 
+    def _nalarc_decorators(
+        self, info: ModuleInfo, node: cst.FunctionDef | cst.ClassDef
+    ) -> Iterator[tuple[cst.Decorator, str, dict[str, object]]]:
+        for dec in node.decorators:
+            found = self.decorator(info, dec)
+            if found is not None:
+                yield dec, *found
+
     def _discover_function(self, info: ModuleInfo, node: cst.FunctionDef) -> None:
         key = f"{info.name}:{node.name.value}"
         self.functions[key] = node
-        for dec in node.decorators:
-            found = self.decorator(info, dec)
-            if found is None:
-                continue
-            name, kwargs = found
+        for dec, name, kwargs in self._nalarc_decorators(info, node):
             if name == "agent":
                 raise self._error(info, dec, "@nalarc.agent expects a class, not a function")
             if name == "tool":
@@ -152,11 +156,7 @@ class Lowerer:
     def _discover_class(self, info: ModuleInfo, node: cst.ClassDef) -> None:
         key = f"{info.name}:{node.name.value}"
         self.classes[key] = node
-        for dec in node.decorators:
-            found = self.decorator(info, dec)
-            if found is None:
-                continue
-            name, kwargs = found
+        for dec, name, kwargs in self._nalarc_decorators(info, node):
             if name != "agent":
                 raise self._error(info, dec, f"@nalarc.{name} expects a function, not a class")
             self._check_directives(info, dec, "agent", kwargs)
