@@ -15,7 +15,6 @@ State (in :class:`Decisions`):
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Sequence
@@ -25,12 +24,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._errors import PolicyError
-from ..policies import Control, FutureMetrics, InstanceMetrics, MetricsView, Policy
+from ..policies import Control, MetricsView, Policy
 
 if TYPE_CHECKING:
     from ._process import InstanceController, ProcessBackend
-
-log = logging.getLogger("nalarc.controller")
 
 
 @dataclass

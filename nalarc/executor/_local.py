@@ -15,7 +15,6 @@ from typing import Any
 
 import trio
 
-from .._errors import NalarcError
 from .._state import StateTransaction, bind_transaction, session
 from . import _rt
 from ._statestore import StateStore
@@ -183,7 +182,3 @@ async def run_request(
             return await run_frame(fn, (), inputs, runtime, session_id, request_id, top=True)
         finally:
             runtime.request_done(request_id)
-
-
-def not_found(name: str, known: list[str]) -> NalarcError:
-    return NalarcError(f"no workflow {name!r}; the app has: {', '.join(known) or 'none'}")

@@ -22,7 +22,6 @@ import heapq
 import itertools
 import os
 import secrets
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -608,7 +607,3 @@ def app_components(module_names: list[str]) -> dict[str, Any]:
             if spec is not None and spec.key.partition(":")[0] == name:
                 found[spec.key] = value
     return found
-
-
-def signal_name(number: int | None) -> str:
-    return signal.Signals(number).name if number else "none"

@@ -30,7 +30,7 @@ import copy
 import inspect
 import itertools
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, Protocol
 
 import trio

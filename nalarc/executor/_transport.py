@@ -3,7 +3,8 @@
 Nothing is unpickled before the peer has proved it knows the run's secret:
 the handshake exchanges raw bytes only.
 
-Handshake (``S`` = per-run secret, ``n`` = 32 random bytes from the driver)::
+Handshake (``S`` = per-run secret, ``n`` = 32 random bytes from the driver;
+the worker's half, with blocking sockets, is in ``_worker_main``)::
 
     driver -> worker   n
     worker -> driver   worker_id, HMAC(S, n | "worker" | worker_id)
@@ -140,17 +141,3 @@ async def accept_worker(stream: trio.abc.Stream, secret: bytes) -> tuple[FramedS
         raise AuthenticationError("a process connected without the run's secret; dropped")
     await framed.send_bytes(_mac(secret, nonce, b"driver", worker_id))
     return framed, worker_id.decode("ascii", "replace")
-
-
-async def connect_driver(stream: trio.abc.Stream, secret: bytes, worker_id: str) -> FramedStream:
-    """Worker side: prove we know the secret, and check that the driver does too."""
-    framed = FramedStream(stream)
-    with trio.fail_after(10):
-        nonce = await framed.receive_bytes()
-        peer = worker_id.encode("ascii")
-        await framed.send_bytes(peer)
-        await framed.send_bytes(_mac(secret, nonce, b"worker", peer))
-        answer = await framed.receive_bytes()
-    if not hmac.compare_digest(answer, _mac(secret, nonce, b"driver", peer)):
-        raise AuthenticationError("the driver failed to prove it knows the run's secret")
-    return framed

@@ -293,8 +293,6 @@ class ModuleIR(_Node):
     functions: tuple[FunctionIR, ...] = ()
     components: tuple[ComponentIR, ...] = ()
     workflows: tuple[str, ...] = ()
-    #: Names under which ``nalarc`` intrinsics/decorators are imported.
-    nalarc_aliases: tuple[tuple[str, str], ...] = ()
 
 
 @final
