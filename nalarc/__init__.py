@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from ._api import Directives as Directives
 from ._api import agent as agent
@@ -23,7 +23,7 @@ from ._state import current_session as current_session
 from ._state import session as session
 from ._version import __version__ as __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._build import BuildResult as BuildResult
     from ._build import build as build
     from ._load import load_app as load_app
@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 _LAZY = {"BuildResult": "._build", "build": "._build", "load_app": "._load"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nalarc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

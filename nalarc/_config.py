@@ -23,6 +23,8 @@ class RunConfig:
     interval: float = 0.1
     #: SQLite file holding managed state.
     state: str = ".nalarc/state.db"
+    #: Global-controller policy (``NAME``, ``FILE.py:Class``, ``a+b``).
+    policy: str = "least-loaded"
 
 
 _ENV_PREFIX = "NALARC_"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -113,8 +114,24 @@ def run(
     state: Annotated[Optional[Path], typer.Option("--state", help="SQLite file for managed state [.nalarc/state.db].")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Worker processes; 0 runs calls in the driver [2].")] = None,
     instances: Annotated[Optional[list[str]], typer.Option("--instances", help="Instances of a component: NAME=COUNT (repeatable).")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the app over HTTP until Ctrl-C.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (with --serve).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (with --serve; 0: any free port).")] = 8000,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Requests admitted at once before 429 (with --serve).")] = 1024,
+    load: Annotated[Optional[Path], typer.Option("--load", metavar="TRACE.jsonl", help="Replay a JSONL trace of requests (open loop).")] = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="Poisson arrivals of --workflow/--input at R requests/s (open loop).")] = None,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of arrivals with --rate.")] = 10.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the load report (every request) as JSON.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --rate arrival times.")] = 0,
+    policy: Annotated[Optional[str], typer.Option("--policy", help="Global-controller policy: NAME, FILE.py:Class, or a+b [least-loaded].")] = None,
+    interval: Annotated[Optional[float], typer.Option("--interval", min=0.001, help="Seconds between policy rounds [0.1].")] = None,
+    trace_out: Annotated[Optional[Path], typer.Option("--trace-out", help="Write every call as Chrome trace JSON (Perfetto; nalarc graph --trace).")] = None,
 ) -> None:
     """Run one request of a workflow and print its JSON result on stdout.
+
+    With --serve, serve the app over HTTP instead; with --load or --rate, run
+    a load against it in-process and print latency percentiles.  With --rate,
+    a --session containing {i} gives each request a session of its own.
 
     Settings come from [tool.nalarc] in pyproject.toml or nalarc.toml, then
     NALARC_* environment variables, then these flags.
@@ -122,20 +139,42 @@ def run(
     from .._config import load_config, parse_instances
     from .._load import load_app
     from ..executor import Placement, run_workflow
+    from ..executor._trace import Tracer
+    from ..policies import load_policy
 
     try:
+        if serve + (load is not None) + (rate is not None) > 1:
+            raise NalarcError("--serve, --load and --rate exclude each other")
+        if report is not None and load is None and rate is None:
+            raise NalarcError("--report needs --load or --rate")
         inputs = _parse_input(input)
         config = load_config(Path.cwd(), {
+            "policy": policy,
+            "interval": interval,
             "workers": workers,
             "instances": parse_instances(instances) if instances else None,
             "state": str(state) if state is not None else None,
         })
         loaded = load_app(target)
-        placement = Placement(workers=config.workers, instances=config.instances)
-        result = run_workflow(loaded, workflow, inputs, session=session, state_path=Path(config.state), placement=placement)
+        tracer = Tracer() if trace_out is not None else None
+        placement = Placement(
+            workers=config.workers, instances=config.instances, policy=load_policy(config.policy),
+            interval=config.interval, tracer=tracer,
+        )
+        try:
+            if serve:
+                _serve(loaded, Path(config.state), placement, host, port, max_queue)
+                return
+            if load is not None or rate is not None:
+                _load(loaded, Path(config.state), placement, load, rate, duration, workflow, inputs, session, seed, report)
+                return
+            result = run_workflow(loaded, workflow, inputs, session=session, state_path=Path(config.state), placement=placement)
+        finally:
+            if tracer is not None and trace_out is not None:
+                tracer.write(trace_out)
     except CompileError as exc:
         raise _fail(exc) from None
-    except NalarcError as exc:
+    except (NalarcError, OSError) as exc:
         raise _fail(exc) from None
     except Exception as exc:  # the workflow raised: show where, like Python would
         traceback.print_exception(exc, file=sys.stderr)
@@ -144,6 +183,82 @@ def run(
         print(json.dumps(result, sort_keys=True))
     except TypeError as exc:
         raise _fail(NalarcError(f"the workflow's result is not JSON-serializable: {exc}")) from None
+
+
+def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_queue: int) -> None:
+    """``--serve``: HTTP until SIGINT / SIGTERM, then a graceful stop."""
+    import signal
+    from functools import partial
+
+    import trio
+
+    from ..executor import open_service
+    from ..executor._serve import serve
+    from ..executor._statestore import StateStore
+
+    async def main() -> None:
+        store = StateStore(state)
+        try:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async def stop() -> None:
+                    async for _ in signals:
+                        return
+
+                async with open_service(loaded, store, placement) as service, trio.open_nursery() as nursery:
+                    urls = await nursery.start(partial(
+                        serve, loaded, service, host, port, max_queue=max_queue, shutdown_trigger=stop))
+                    names = ", ".join(sorted(loaded.workflows)) or "no workflows"
+                    print(f"nalarc: serving {names} on {' '.join(urls)} (POST /v1/workflows/NAME; Ctrl-C to stop)",
+                          file=sys.stderr, flush=True)
+        finally:
+            store.close()
+
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:  # trio nurseries wrap even a single error
+        leaves = _leaves(group)
+        if len(leaves) != 1:
+            raise
+        error = leaves[0]
+        if isinstance(error, OSError) and error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise NalarcError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        raise error from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for e in group.exceptions for leaf in (_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])]
+
+
+def _load(loaded: Any, state: Path, placement: Any, trace: Optional[Path], rate: Optional[float], duration: float,
+          workflow: Optional[str], inputs: dict[str, Any], session: str, seed: int, report_path: Optional[Path]) -> None:
+    """``--load`` / ``--rate``: an open-loop load against an in-process service."""
+    import trio
+
+    from ..executor import open_service
+    from ..executor._loadgen import poisson_arrivals, read_trace, report_table, resolve_arrivals, run_load, write_report
+    from ..executor._statestore import StateStore
+
+    if trace is not None:
+        arrivals = read_trace(trace)
+    else:
+        assert rate is not None
+        arrivals = poisson_arrivals(rate, duration, workflow, inputs, seed=seed, session=session)
+    arrivals = resolve_arrivals(loaded, arrivals)
+
+    async def main() -> dict[str, Any]:
+        store = StateStore(state)
+        try:
+            async with open_service(loaded, store, placement) as service:
+                return await run_load(service, arrivals, console=err)
+        finally:
+            store.close()
+
+    report = trio.run(main)
+    report["config"] = {"trace": str(trace) if trace else None, "rate": rate,
+                        "duration": duration if trace is None else None, "seed": seed, "workers": placement.workers}
+    Console().print(report_table(report))
+    if report_path is not None:
+        write_report(report, report_path)
 
 
 def main() -> None:

@@ -41,8 +41,9 @@ from urllib.parse import parse_qs
 import hypercorn.trio
 import trio
 from hypercorn.config import Config
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, HTTPScope, Scope
 
+from .._errors import NalarcError
 from ._app import LoadedApp, Service, bind_inputs
 from ._process import ProcessBackend
 
@@ -136,10 +137,21 @@ class ServeApp:
                     return
         if scope["type"] != "http":
             return  # websockets: hypercorn closes the connection
+        request_headers = dict(scope["headers"])
+        body_read = b"transfer-encoding" not in request_headers and request_headers.get(b"content-length", b"0") == b"0"
+
+        async def tracked_receive() -> ASGIReceiveEvent:
+            nonlocal body_read
+            event = await receive()
+            body_read = body_read or (event["type"] == "http.request" and not event["more_body"])
+            return event
+
         try:
-            status, body, content_type, headers = await self._handle(scope, receive)
+            status, body, content_type, headers = await self._handle(scope, tracked_receive)
         except HttpError as exc:
             status, body, content_type, headers = exc.status, _dumps(exc.body), _JSON, exc.headers
+        if not body_read:  # answered before reading the body: the connection cannot be reused
+            headers = [*headers, (b"connection", b"close")]
         self.responses[status] += 1
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]})
@@ -188,8 +200,10 @@ class ServeApp:
         session = self._session(headers)
         inputs = await self._read_json(headers, receive)
         try:
+            if not isinstance(inputs, dict):
+                raise TypeError("the body must be a JSON object of the workflow's keyword arguments")
             bind_inputs(name, self.app.workflows[name], inputs)
-        except Exception as exc:  # noqa: BLE001 - NalarcError from a bad argument set
+        except (TypeError, NalarcError) as exc:
             self.requests[name, "invalid"] += 1
             raise HttpError(422, str(exc)) from None
         if self.admitted >= self.max_queue:
@@ -272,7 +286,8 @@ class ServeApp:
             lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
             for labels, value in samples:
                 text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-                lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
+                number = str(int(value)) if float(value).is_integer() else repr(float(value))
+                lines.append(f"{name}{{{text}}} {number}" if text else f"{name} {number}")
 
         family("nalarc_requests_total", "counter", "Workflow requests by outcome (ok, error, invalid, rejected).",
                [({"workflow": w, "outcome": o}, n) for (w, o), n in sorted(self.requests.items())])
@@ -320,7 +335,7 @@ class ServeApp:
             raise HttpError(400, "X-Nalarc-Session must be 1-256 printable characters")
         return session
 
-    async def _read_json(self, headers: dict[bytes, bytes], receive: ASGIReceiveCallable) -> dict[str, Any]:
+    async def _read_json(self, headers: dict[bytes, bytes], receive: ASGIReceiveCallable) -> Any:
         media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media_type != _JSON:
             raise HttpError(415, "send the arguments as Content-Type: application/json")
@@ -342,8 +357,6 @@ class ServeApp:
             value = json.loads(b"".join(chunks), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HttpError(400, f"the body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise HttpError(422, "the body must be a JSON object of the workflow's keyword arguments")
         return value
 
 
@@ -372,6 +385,7 @@ async def serve(
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.backlog = 4096
     config.accesslog = None
+    config.loglevel = "WARNING"  # errors in the app still reach stderr; the caller announces the URL
     async with trio.open_nursery() as nursery:
         asgi = ServeApp(app, service, nursery, max_queue=max_queue, max_body=max_body)
         await hypercorn.trio.serve(asgi, config, shutdown_trigger=shutdown_trigger,

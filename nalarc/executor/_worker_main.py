@@ -26,7 +26,6 @@ worker exits when the driver goes away (its socket closes, or it dies).
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import hashlib
 import hmac
 import inspect
@@ -344,19 +343,9 @@ def _plain(value: Any) -> Any:
     return _md_now(value)
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the driver dies, so no worker is ever orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def main() -> None:
     socket_path, worker_id = sys.argv[1], sys.argv[2]
     secret = bytes.fromhex(sys.stdin.readline().strip())
-    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(socket_path)

@@ -279,3 +279,60 @@ def test_sigkilled_worker_loses_no_request(tmp_path: Path) -> None:
     assert all(o == [i * 2, i * 3] for i in range(6) if not isinstance(o := outcomes[f"mixed{i}"], Exception))
     trio.run(trio.sleep, 0.2)
     assert _children() <= before, "worker processes outlived the service"
+
+
+def test_workers_outlive_idle_spawner_threads(tmp_path: Path) -> None:
+    """Regression: workers must not die when the thread that spawned them retires (~10 s)."""
+
+    async def body(service: Service, backend: ProcessBackend) -> Any:
+        pids = {w.pid for w in backend.workers.values()}
+        await trio.sleep(11)
+        assert all(w.process.returncode is None for w in backend.workers.values())
+        assert {w.pid for w in backend.workers.values()} == pids
+        return await service.run("work", {"x": 1, "seconds": 0.01}, "idle")
+
+    assert run_service(tmp_path, body, workers=1)[0] == 1
+
+
+DRIVER = """
+import sys, trio
+from pathlib import Path
+from nalarc.executor import Placement, load_build, open_service
+from nalarc.executor._statestore import StateStore
+
+async def main():
+    app = load_build(Path(sys.argv[1]))
+    async with open_service(app, StateStore(None), Placement(workers=2)) as service:
+        print(" ".join(str(w.pid) for w in service.backend.workers.values()), flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    app = _app(tmp_path)
+    (tmp_path / "driver.py").write_text(DRIVER, encoding="utf-8")
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(app.build_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    assert driver.stdout is not None
+    pids = [int(p) for p in driver.stdout.readline().split()]
+    assert len(pids) == 2
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in pids), "orphaned workers"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
