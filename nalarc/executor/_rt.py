@@ -462,6 +462,23 @@ def _snapshot(x: Any) -> Any:
         return x
 
 
+async def _resolved(x: Any) -> Any:
+    """The value of a call's arguments once every future in them is done.
+
+    Unlike :func:`md` this is not user code looking at a value: a failed input
+    fails the call with the same exception, but is not *observed* here, so the
+    workflow still raises it where sequential Python would.
+    """
+    inputs = _futures_in(x)
+    for p in inputs:
+        if not p.done():
+            await p.wait()
+    failed = [p for p in inputs if p.failed()]
+    if failed:
+        raise min(failed, key=lambda p: p.seq)._error  # type: ignore[misc]
+    return _md_now(x)
+
+
 def _futures_in(x: Any, depth: int = 0) -> list[Pending]:
     t = type(x)
     if t is Pending:
@@ -489,8 +506,8 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
     pending = record.pending
     assert pending is not None
     try:
-        record.args = await md(record.args)
-        record.kwargs = await md(record.kwargs)
+        record.args = await _resolved(record.args)
+        record.kwargs = await _resolved(record.kwargs)
         if flags & EFFECT:
             await frame.wait_before(pending.seq)
             if any(p.seq < pending.seq and p.failed() and not p.observed for p in frame.outstanding):
