@@ -261,5 +261,14 @@ def _load(loaded: Any, state: Path, placement: Any, trace: Optional[Path], rate:
         write_report(report, report_path)
 
 
+def _register_graph() -> None:
+    from ._graph import graph
+
+    app.command()(graph)
+
+
+_register_graph()
+
+
 def main() -> None:
     app()

@@ -176,6 +176,8 @@ class Frame:
     ) -> None:
         self.nursery, self.runtime = nursery, runtime
         self.session, self.request = session, request
+        #: Unique in this process: futures are ``<frame id>:<sequence number>``.
+        self.id = f"{request[:8]}.{next(_frame_numbers)}"
         #: The request's own frame (the workflow): its calls count against the caps.
         #: Calls made by components do not, so a parent never starves its children.
         self.top = top
@@ -251,6 +253,8 @@ class Runtime:
     def request_done(self, request: str) -> None:
         self._request_slots.pop(request, None)
 
+
+_frame_numbers = itertools.count(1)
 
 _frame: contextvars.ContextVar[Frame | None] = contextvars.ContextVar("nalarc_frame", default=None)
 
@@ -442,8 +446,8 @@ def call(
     args, kwargs = _snapshot(args), _snapshot(kwargs)
     record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
     record.stage = flags >> STAGE_SHIFT
-    record.future_id = f"{frame.request[:8]}:{pending.seq}"
-    record.depends_on = [f"{frame.request[:8]}:{p.seq}" for p in _futures_in((args, kwargs))]
+    record.future_id = f"{frame.id}:{pending.seq}"
+    record.depends_on = [f"{p.frame.id if p.frame else '?'}:{p.seq}" for p in _futures_in((args, kwargs))]
     predecessor = _chain(frame, spec, pending)
     frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
     return pending
