@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -122,7 +123,8 @@ class Env:
     #: dict name -> keys it is known to have (all map to ints).
     dicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     strs: list[str] = field(default_factory=list)
-    #: containers a loop is iterating over: nothing may be added to them.
+    #: containers a loop is iterating over: nothing may be added to them;
+    #: and while-loop counters: they are never rebound (the loops stay bounded).
     frozen: frozenset[str] = frozenset()
 
     def copy(self) -> Env:
@@ -297,10 +299,12 @@ class Gen:
         return "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}"
 
     # -- statements -------------------------------------------------------
-    def block(self, env: Env, depth: int, indent: str, loop: bool) -> tuple[list[str], Env]:
+    def block(
+        self, env: Env, depth: int, indent: str, loop: bool, most: int = 4
+    ) -> tuple[list[str], Env]:
         """A non-empty statement list; returns its lines and the env after it."""
         lines: list[str] = []
-        n = self.draw(st.integers(1, 4))
+        n = self.draw(st.integers(1, most))
         for _ in range(n):
             if self.stmts_left <= 0 and lines:
                 break
@@ -323,8 +327,9 @@ class Gen:
             env.ints.append(name)
             return [line], env, False
         if c == 1:  # rebinding / augmented assignment
-            if env.ints:
-                name = self.pick(env.ints)
+            targets = [n for n in env.ints if n not in env.frozen]
+            if targets:
+                name = self.pick(targets)
                 op = self.pick(["=", "+=", "-="])
                 return [f"{ind}{name} {op} {self.int_expr(env)}"], env, False
             return self.stmt(env, depth, ind, loop)
@@ -457,6 +462,7 @@ class Gen:
             bound = self.draw(st.integers(0, 3))
             lines = [f"{ind}{cnt} = 0"]
             env.ints.append(cnt)
+            env.frozen |= {cnt}
             cond = f"{cnt} < {bound}"
             if self.flag():
                 cond += f" and {self.cond(env, 1)}"
@@ -524,7 +530,7 @@ class Gen:
         self.stmts_left = self.MAX_STMTS
         env = Env(ints=["x", "y"])
         lines = ["@nalarc.workflow", "def wf(x, y):"]
-        body, env = self.block(env, 0, "    ", False)
+        body, env = self.block(env, 0, "    ", False, most=7)
         lines += body
         lines.append(f"    return {self.result_expr(env)}")
         parts.append("\n" + "\n".join(lines) + "\n")
@@ -538,8 +544,8 @@ def programs(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
 
 inputs = st.lists(
     st.fixed_dictionaries({"x": st.integers(-3, 20), "y": st.integers(-3, 20)}),
-    min_size=1,
-    max_size=3,
+    min_size=2,
+    max_size=4,
 )
 
 # ---------------------------------------------------------------------------
@@ -593,13 +599,14 @@ def _run_compiled(path: Path, out_dir: Path, calls: list[dict[str, int]]) -> lis
 
 
 @settings(
-    max_examples=50,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(source=programs(), calls=inputs)
+@given(calls=inputs, source=programs())
+@pytest.mark.timeout(900)  # room for shrinking a failure
 def test_compiled_matches_plain(source: str, calls: list[dict[str, int]]) -> None:
     n = next(_ids)
     with tempfile.TemporaryDirectory(prefix="nalarc_rand_") as tmp:
