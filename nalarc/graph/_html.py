@@ -16,6 +16,7 @@ from typing import Any
 from ._escape import clean, json_for_script
 from ._layout import Layout, display_lines, layout
 from ._model import Graph
+from ._render import label_lines
 
 _CSS = r"""
 :root { --fg: #1d2330; --muted: #667085; --bg: #fbfcfe; --line: #98a2b3; --crit: #d62728; --loop: #8a3ab8; }
@@ -353,7 +354,7 @@ def graph_data(graph: Graph, placed: Layout | None = None) -> dict[str, Any]:
         ],
         "nodes": [
             {"key": keys[n.id], "id": clean(n.id), "kind": n.kind, "role": n.role if n.role in ("tool", "agent", "workflow") else "",
-             "lines": display_lines(n), "full": [clean(line) for line in _full(n)], "sub": bool(n.sub),
+             "lines": display_lines(n), "full": [clean(line) for line in label_lines(n)], "sub": bool(n.sub),
              "details": [[clean(k), clean(v)] for k, v in n.details],
              "loop": n.loop, "critical": n.critical, "failed": n.failed, **_box(placed.nodes[n.id])}
             for n in graph.nodes
@@ -374,14 +375,6 @@ def graph_data(graph: Graph, placed: Layout | None = None) -> dict[str, Any]:
         }
     return data
 
-
-def _full(node: Any) -> list[str]:
-    lines = [node.label]
-    if node.sub:
-        lines.append(node.sub)
-    if node.badges:
-        lines.append(" · ".join(node.badges))
-    return lines
 
 
 def _box(box: Any) -> dict[str, float]:
