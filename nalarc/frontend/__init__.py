@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._lower import lower_program as lower_program
+from ._discover import lower_program as lower_program
 from ._modules import ModuleInfo as ModuleInfo
 from ._modules import load_modules as load_modules
 

@@ -16,10 +16,10 @@ sequential semantics as warnings.
 
 from __future__ import annotations
 
-import ast
 import builtins
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.metadata import PositionProvider
@@ -29,26 +29,20 @@ from ..ir import (
     ArgRef,
     Binding,
     CallNode,
-    ComponentIR,
     ControlRegion,
     Diagnostic,
     FunctionIR,
     FutureNode,
     MaterializeNode,
-    ModuleIR,
-    Program,
     Span,
     StatementInfo,
 )
-from ._modules import (
-    NALARC_DECORATORS,
-    NALARC_INTRINSICS,
-    NALARC_STATE,
-    ModuleInfo,
-    Symbol,
-    target_names,
-)
+from ._modules import NALARC_INTRINSICS, ModuleInfo, Symbol, target_names
+from ._scopes import class_body, param_names, walk_all, walk_scope, local_names
 from ._source import span_of
+
+if TYPE_CHECKING:
+    from ._discover import Lowerer, _Component
 
 _BUILTINS = frozenset(dir(builtins))
 #: Builtins that must be called directly: they look at the caller's frame.
@@ -60,306 +54,6 @@ PURE_BUILTINS = frozenset(
     "max min next oct ord pow range repr reversed round set slice sorted str sum tuple type zip".split()
 )
 _IMPLICIT_DECORATORS = frozenset({"property", "cached_property", "setter", "getter", "deleter"})
-
-
-@dataclass
-class _Component:
-    key: str
-    kind: str
-    node: cst.FunctionDef | cst.ClassDef
-    directives: dict[str, object]
-    methods: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    open_kwargs: set[str] = field(default_factory=set)
-    managed: list[str] = field(default_factory=list)
-
-
-class Lowerer:
-    """Lowers all modules of one app; collects diagnostics."""
-
-    def __init__(self, modules: dict[str, ModuleInfo], app: str) -> None:
-        self.modules, self.app = modules, app
-        self.diagnostics: list[Diagnostic] = []
-        self.components: dict[str, _Component] = {}
-        self.functions: dict[str, cst.FunctionDef] = {}
-        self.classes: dict[str, cst.ClassDef] = {}
-
-    def lower(self) -> Program:
-        for info in self.modules.values():
-            self._discover(info)
-        out = [self._lower_module(info) for info in self.modules.values()]
-        return Program(self.app, tuple(out), tuple(self.diagnostics))
-
-    # -- discovery ---------------------------------------------------------
-
-    def decorator(self, info: ModuleInfo, dec: cst.Decorator) -> tuple[str, dict[str, object]] | None:
-        """``(nalarc name, literal keyword arguments)`` if ``dec`` is a nalarc decorator."""
-        expr = dec.decorator
-        call_args: Sequence[cst.Arg] = ()
-        if isinstance(expr, cst.Call):
-            call_args, expr = expr.args, expr.func
-        name = self.nalarc_name(info, expr)
-        if name not in NALARC_DECORATORS:
-            return None
-        kwargs: dict[str, object] = {}
-        for arg in call_args:
-            if arg.keyword is None:
-                raise self._error(info, arg, f"@nalarc.{name} takes keyword arguments only")
-            try:
-                kwargs[arg.keyword.value] = ast.literal_eval(info.tree.code_for_node(arg.value))
-            except (ValueError, SyntaxError):
-                kwargs[arg.keyword.value] = None  # not a literal: checked at run time
-        return name, kwargs
-
-    def nalarc_name(self, info: ModuleInfo, expr: cst.BaseExpression) -> str | None:
-        """The nalarc attribute ``expr`` names (``n.tool`` -> ``tool``), else None."""
-        if isinstance(expr, cst.Name):
-            symbol = info.symbols.get(expr.value)
-            return symbol.target if symbol and symbol.kind == "nalarc" and symbol.target else None
-        if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name):
-            symbol = info.symbols.get(expr.value.value)
-            if symbol and symbol.kind == "nalarc" and symbol.target == "":
-                return expr.attr.value
-        return None
-
-    def _discover(self, info: ModuleInfo) -> None:
-        for stmt in info.tree.body:
-            if isinstance(stmt, cst.FunctionDef):
-                self._discover_function(info, stmt)
-            elif isinstance(stmt, cst.ClassDef):
-                self._discover_class(info, stmt)
-
-    def _nalarc_decorators(
-        self, info: ModuleInfo, node: cst.FunctionDef | cst.ClassDef
-    ) -> Iterator[tuple[cst.Decorator, str, dict[str, object]]]:
-        for dec in node.decorators:
-            found = self.decorator(info, dec)
-            if found is not None:
-                yield dec, *found
-
-    def _discover_function(self, info: ModuleInfo, node: cst.FunctionDef) -> None:
-        key = f"{info.name}:{node.name.value}"
-        self.functions[key] = node
-        for dec, name, kwargs in self._nalarc_decorators(info, node):
-            if name == "agent":
-                raise self._error(info, dec, "@nalarc.agent expects a class, not a function")
-            if name == "tool":
-                self._check_directives(info, dec, "tool", kwargs)
-                comp = _Component(key, "tool", node, kwargs)
-                comp.methods[node.name.value] = _param_names(node.params)
-                if node.params.star_kwarg is not None:
-                    comp.open_kwargs.add(node.name.value)
-                self.components[key] = comp
-                info.symbols[node.name.value] = Symbol("tool", key)
-            elif name == "workflow":
-                info.symbols[node.name.value] = Symbol("workflow", key)
-
-    def _discover_class(self, info: ModuleInfo, node: cst.ClassDef) -> None:
-        key = f"{info.name}:{node.name.value}"
-        self.classes[key] = node
-        for dec, name, kwargs in self._nalarc_decorators(info, node):
-            if name != "agent":
-                raise self._error(info, dec, f"@nalarc.{name} expects a function, not a class")
-            self._check_directives(info, dec, "agent", kwargs)
-            comp = _Component(key, "agent", node, kwargs)
-            for item in _class_body(node):
-                if isinstance(item, cst.FunctionDef):
-                    comp.methods[item.name.value] = _param_names(item.params)[1:]
-                    if item.params.star_kwarg is not None:
-                        comp.open_kwargs.add(item.name.value)
-                    if item.name.value == "__init__" and _required_params(item.params) > 1:
-                        raise self._error(
-                            info,
-                            _first_required_param(item.params),
-                            f"agent {node.name.value!r}: __init__ must take no required arguments "
-                            "(the runtime creates instances)",
-                        )
-                elif isinstance(item, cst.SimpleStatementLine):
-                    for small in item.body:
-                        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call):
-                            if self.nalarc_name(info, small.value.func) in NALARC_STATE:
-                                comp.managed += target_names(small.targets[0].target)
-            self.components[key] = comp
-            info.symbols[node.name.value] = Symbol("agent", key)
-
-    _TOOL_DIRECTIVES = frozenset({"retries", "timeout", "idempotent", "max_instances"})
-    _AGENT_DIRECTIVES = frozenset(
-        {"stateful", "batchable", "preemptable", "min_instances", "max_instances", "resources", "retries", "timeout"}
-    )
-
-    def _check_directives(self, info: ModuleInfo, dec: cst.Decorator, kind: str, kwargs: dict[str, object]) -> None:
-        allowed = self._TOOL_DIRECTIVES if kind == "tool" else self._AGENT_DIRECTIVES
-        args = dec.decorator.args if isinstance(dec.decorator, cst.Call) else ()
-        for arg in args:
-            name = arg.keyword.value if arg.keyword is not None else ""
-            if name not in allowed:
-                raise self._error(
-                    info, arg.keyword or arg, f"unknown directive {name!r} for @nalarc.{kind}; expected one of {', '.join(sorted(allowed))}"
-                )
-
-    def _error(self, info: ModuleInfo, node: cst.CSTNode, message: str) -> CompileError:
-        return info.source.error(span_of(info.wrapper.resolve(PositionProvider)[node]), message)
-
-    # -- modules -----------------------------------------------------------
-
-    def _lower_module(self, info: ModuleInfo) -> ModuleIR:
-        functions: list[FunctionIR] = []
-        workflows: list[str] = []
-        for stmt in info.tree.body:
-            if isinstance(stmt, cst.FunctionDef):
-                kind = _function_kind(info, stmt, self)
-                if kind == "workflow":
-                    workflows.append(stmt.name.value)
-                functions += _FunctionLowerer(self, info, stmt, stmt.name.value, kind, None, None).run()
-            elif isinstance(stmt, cst.ClassDef):
-                comp = self.components.get(f"{info.name}:{stmt.name.value}")
-                for item in _class_body(stmt):
-                    if isinstance(item, cst.FunctionDef):
-                        kind = "agent_method" if comp else "helper"
-                        qual = f"{stmt.name.value}.{item.name.value}"
-                        functions += _FunctionLowerer(self, info, item, qual, kind, stmt.name.value, None).run()
-        components = [self._component_ir(info, c) for c in self.components.values() if c.key.startswith(info.name + ":")]
-        return ModuleIR(info.name, str(info.source.path), tuple(functions), tuple(components), tuple(workflows))
-
-    def _component_ir(self, info: ModuleInfo, comp: _Component) -> ComponentIR:
-        span = span_of(info.wrapper.resolve(PositionProvider)[comp.node])
-        return ComponentIR(
-            key=comp.key,
-            kind="tool" if comp.kind == "tool" else "agent",
-            span=span,
-            directives=tuple(sorted(comp.directives.items())),
-            methods=tuple(sorted(comp.methods.items())),
-            open_kwargs=tuple(sorted(comp.open_kwargs)),
-            managed=tuple(comp.managed),
-        )
-
-
-def _function_kind(info: ModuleInfo, node: cst.FunctionDef, lowerer: Lowerer) -> str:
-    symbol = info.symbols.get(node.name.value)
-    if symbol is not None and symbol.kind == "workflow":
-        return "workflow"
-    if symbol is not None and symbol.kind == "tool":
-        return "tool"
-    return "helper"
-
-
-def _class_body(node: cst.ClassDef) -> list[cst.CSTNode]:
-    body = node.body
-    return list(body.body) if isinstance(body, cst.IndentedBlock) else []
-
-
-def _param_names(params: cst.Parameters) -> tuple[str, ...]:
-    names = [p.name.value for p in (*params.posonly_params, *params.params)]
-    if isinstance(params.star_arg, cst.Param):
-        names.append("*" + params.star_arg.name.value)
-    names += [p.name.value for p in params.kwonly_params]
-    if params.star_kwarg is not None:
-        names.append("**" + params.star_kwarg.name.value)
-    return tuple(names)
-
-
-def _first_required_param(params: cst.Parameters) -> cst.CSTNode:
-    for param in (*params.posonly_params, *params.params)[1:]:
-        if param.default is None:
-            return param.name
-    for param in params.kwonly_params:
-        if param.default is None:
-            return param.name
-    return params
-
-
-def _required_params(params: cst.Parameters) -> int:
-    positional = [*params.posonly_params, *params.params]
-    return sum(1 for p in positional if p.default is None) + sum(1 for p in params.kwonly_params if p.default is None)
-
-
-# ---------------------------------------------------------------------------
-# Scopes
-# ---------------------------------------------------------------------------
-
-_SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
-
-
-class _ScopeNodes(cst.CSTVisitor):
-    """Collects the nodes of one scope; nested scopes are not entered.
-
-    Walrus targets inside comprehensions still count: they bind in the
-    enclosing function.  (A visitor, because ``node.children`` re-visits.)
-    """
-
-    def __init__(self) -> None:
-        self.nodes: list[cst.CSTNode] = []
-        self._comprehensions = 0
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if self._comprehensions:
-            if isinstance(node, cst.NamedExpr):
-                self.nodes.append(node)
-            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-                return False
-            return True
-        self.nodes.append(node)
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            return False
-        if isinstance(node, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
-            self._comprehensions += 1
-        return True
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        if isinstance(original_node, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
-            self._comprehensions -= 1
-
-
-def _walk_scope(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """Descendants of ``node`` in the same scope (nested scopes not entered)."""
-    walker = _ScopeNodes()
-    for child in node.children:
-        child.visit(walker)
-    return walker.nodes
-
-
-class _AllNodes(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.nodes: list[cst.CSTNode] = []
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        self.nodes.append(node)
-        return True
-
-
-def _walk_all(node: cst.CSTNode) -> list[cst.CSTNode]:
-    walker = _AllNodes()
-    node.visit(walker)
-    return walker.nodes[1:]
-
-
-def local_names(fn: cst.FunctionDef, scope_nodes: list[cst.CSTNode] | None = None) -> tuple[set[str], set[str], set[str]]:
-    """(locals, global-declared, nonlocal-declared) of a function."""
-    params = {n.lstrip("*") for n in _param_names(fn.params)}
-    assigned: set[str] = set()
-    globals_: set[str] = set()
-    nonlocals: set[str] = set()
-    for node in scope_nodes if scope_nodes is not None else _walk_scope(fn.body):
-        if isinstance(node, cst.Global):
-            globals_ |= {n.name.value for n in node.names}
-        elif isinstance(node, cst.Nonlocal):
-            nonlocals |= {n.name.value for n in node.names}
-        elif isinstance(node, cst.AssignTarget):
-            assigned |= set(target_names(node.target))
-        elif isinstance(node, (cst.AnnAssign, cst.AugAssign)):
-            assigned |= set(target_names(node.target))
-        elif isinstance(node, (cst.For, cst.CompFor)):
-            assigned |= set(target_names(node.target))
-        elif isinstance(node, cst.AsName) and isinstance(node.name, cst.Name):
-            assigned.add(node.name.value)
-        elif isinstance(node, cst.ImportAlias):
-            if node.asname is None:
-                assigned.add((cst.helpers.get_full_name_for_node(node.name) or "").partition(".")[0])
-        elif isinstance(node, (cst.FunctionDef, cst.ClassDef)):
-            assigned.add(node.name.value)
-        elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):
-            assigned.add(node.target.value)
-    return (params | assigned) - globals_ - nonlocals, globals_, nonlocals
-
 
 # ---------------------------------------------------------------------------
 # Function lowering
@@ -377,7 +71,7 @@ class _Resolution:
     global_receiver: bool = False
 
 
-class _FunctionLowerer:
+class FunctionLowerer:
     """Lowers one function (and, recursively, the functions nested in it)."""
 
     def __init__(
@@ -388,14 +82,14 @@ class _FunctionLowerer:
         qualname: str,
         kind: str,
         owner: str | None,
-        parent: _FunctionLowerer | None,
+        parent: FunctionLowerer | None,
     ) -> None:
         self.lowerer, self.info, self.node = lowerer, info, node
         self.qualname = f"{info.name}:{qualname}"
         self.local_qual = qualname
         self.kind, self.owner, self.parent = kind, owner, parent
         self.positions = info.wrapper.resolve(PositionProvider)
-        self.scope_nodes = _walk_scope(node.body)
+        self.scope_nodes = walk_scope(node.body)
         self.locals, self.globals, self.nonlocals = local_names(node, self.scope_nodes)
         self.futures: list[FutureNode] = []
         self.calls: list[CallNode] = []
@@ -418,14 +112,14 @@ class _FunctionLowerer:
         #: Names bound by the comprehensions and lambdas being lowered.
         self.inner_locals: list[set[str]] = []
         self.handle_vars = self._handle_vars()
-        self.self_name = _param_names(node.params)[0] if owner and node.params.params else None
+        self.self_name = param_names(node.params)[0] if owner and node.params.params else None
 
     # -- entry ---------------------------------------------------------
 
     def run(self) -> list[FunctionIR]:
         span = self.span(self.node)
         self.push_region("function", self.node)
-        for name in _param_names(self.node.params):
+        for name in param_names(self.node.params):
             self.bindings.append(Binding(name.lstrip("*"), span, "maybe"))
         self.block(self.node.body)
         self.pop_region()
@@ -438,7 +132,7 @@ class _FunctionLowerer:
             qualname=self.qualname,
             kind=self.kind,  # type: ignore[arg-type]
             span=span,
-            params=tuple(p.lstrip("*") for p in _param_names(self.node.params)),
+            params=tuple(p.lstrip("*") for p in param_names(self.node.params)),
             parent=self.parent.qualname if self.parent else None,
             owner=f"{self.info.name}:{self.owner}" if self.owner else None,
             is_generator=self._is_generator(),
@@ -474,7 +168,7 @@ class _FunctionLowerer:
             elif isinstance(node, (cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr)):
                 for name in target_names(node.target):
                     bound[name] = False
-        params = {p.lstrip("*") for p in _param_names(self.node.params)}
+        params = {p.lstrip("*") for p in param_names(self.node.params)}
         return {n for n, ok in bound.items() if ok and n not in params}
 
     # -- helpers ---------------------------------------------------------
@@ -596,7 +290,7 @@ class _FunctionLowerer:
         cls = self.lowerer.classes.get(f"{self.info.name}:{self.owner}")
         if cls is None:
             return set()
-        return {f"{self.info.name}:{self.owner}.{i.name.value}" for i in _class_body(cls) if isinstance(i, cst.FunctionDef)}
+        return {f"{self.info.name}:{self.owner}.{i.name.value}" for i in class_body(cls) if isinstance(i, cst.FunctionDef)}
 
     def _handle_agent(self, var: str) -> str | None:
         for node in self.scope_nodes:
@@ -856,7 +550,7 @@ class _FunctionLowerer:
             # Patterns look anywhere inside the subject: materialize it deeply.
             self.expr(node.subject, DEEP, "test")
             for case in node.cases:
-                for child in _walk_all(case.pattern):
+                for child in walk_all(case.pattern):
                     if isinstance(child, cst.MatchAs) and child.name is not None:
                         self.bind(child.name, "plain")
                     elif isinstance(child, cst.MatchStar) and child.name is not None:
@@ -895,7 +589,7 @@ class _FunctionLowerer:
         for dec in node.decorators:
             self.expr(dec.decorator, DEEP, "store")
         qual = f"{self.local_qual}.<locals>.{node.name.value}"
-        child = _FunctionLowerer(self.lowerer, self.info, node, qual, "nested", None, self)
+        child = FunctionLowerer(self.lowerer, self.info, node, qual, "nested", None, self)
         self.nested += child.run()
         self.callees.add(child.qualname)
 
@@ -995,7 +689,7 @@ class _FunctionLowerer:
             return self.comprehension(node, ctx, reason, eager=reason == "eager-argument")
         if isinstance(node, cst.Lambda):
             self.push_region("lambda", node)
-            params = {p.lstrip("*") for p in _param_names(node.params)}
+            params = {p.lstrip("*") for p in param_names(node.params)}
             self.inner_locals.append(params)
             for p in params:
                 self.bindings.append(Binding(p, self.span(node), "plain"))
@@ -1253,15 +947,10 @@ def _bound_name_of(alias: cst.ImportAlias) -> str:
     return (cst.helpers.get_full_name_for_node(alias.name) or "").partition(".")[0]
 
 
-def _is_range(expr: cst.BaseExpression, fl: _FunctionLowerer) -> bool:
+def _is_range(expr: cst.BaseExpression, fl: FunctionLowerer) -> bool:
     return (
         isinstance(expr, cst.Call)
         and isinstance(expr.func, cst.Name)
         and expr.func.value == "range"
         and fl.scope_of("range") == "builtin"
     )
-
-
-def lower_program(modules: dict[str, ModuleInfo], app: str) -> Program:
-    """Lower every module of the app to one :class:`~nalarc.ir.Program`."""
-    return Lowerer(modules, app).lower()
