@@ -511,7 +511,9 @@ class FunctionLowerer:
                 if isinstance(node.orelse, cst.If):
                     self.compound(node.orelse)
                 else:
+                    self.push_region("if", node.orelse)
                     self.block(node.orelse.body)
+                    self.pop_region()
         elif isinstance(node, cst.While):
             self.push_region("while", node)
             self.expr(node.test, SHALLOW, "test")

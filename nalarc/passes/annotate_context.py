@@ -79,13 +79,16 @@ def _annotate(fn: FunctionIR, depth: int) -> FunctionIR:
 
 
 def _parallel_groups(futures: tuple[FutureNode, ...], graph: nx.DiGraph[str]) -> tuple[tuple[str, ...], ...]:
+    """Per region, the futures of one topological generation: no path joins them."""
     by_region: dict[str, list[str]] = {}
     for f in futures:
         by_region.setdefault(f.region, []).append(f.id)
-    closure = nx.transitive_closure(graph, reflexive=False)
     groups: list[tuple[str, ...]] = []
     for ids in by_region.values():
-        group = [i for i in ids if not any(closure.has_edge(i, j) or closure.has_edge(j, i) for j in ids if j != i)]
-        if len(group) > 1:
-            groups.append(tuple(group))
+        condensed = nx.condensation(graph.subgraph(ids))
+        members = condensed.graph["mapping"]
+        for generation in nx.topological_generations(condensed):
+            group = sorted((f for f, scc in members.items() if scc in generation), key=ids.index)
+            if len(group) > 1:
+                groups.append(tuple(group))
     return tuple(groups)
