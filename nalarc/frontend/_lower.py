@@ -117,6 +117,12 @@ class FunctionLowerer:
     # -- entry ---------------------------------------------------------
 
     def run(self) -> list[FunctionIR]:
+        if self.node.asynchronous is not None:
+            raise self.error(
+                self.node,
+                f"async def {self.node.name.value}: nalarc apps are plain synchronous Python "
+                "(the compiler makes what needs it asynchronous)",
+            )
         span = self.span(self.node)
         self.push_region("function", self.node)
         for name in param_names(self.node.params):

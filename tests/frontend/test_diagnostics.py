@@ -516,3 +516,25 @@ def test_diagnostic_does_not_depend_on_terminal_width(tmp_path: Path) -> None:
         assert done.returncode == 1
         outputs[width] = done.stderr
     assert outputs[None] == outputs["40"] == outputs["300"], outputs
+
+
+def test_async_def_is_rejected(tmp_path: Path) -> None:
+    app = write_app(
+        tmp_path,
+        """
+        import nalarc
+
+
+        @nalarc.tool
+        async def fetch(x):
+            return x
+
+
+        @nalarc.workflow
+        def main(q):
+            return fetch(q)
+        """,
+    )
+    line, col = locate(app, "async def fetch(x):", "async")
+    result = nalarc("build", str(app), cwd=tmp_path)
+    check_diagnostic(result, app, line, col, ("async def", "fetch"))
