@@ -17,6 +17,10 @@ Region
     ``def``) that may need to block on a future.  Regions only run in worker
     threads, where blocking goes through ``trio.from_thread``.
 
+This module is long on purpose: it is the single namespace generated code
+imports (``_nalarc_rt.m``, ``.call``, ``.dyn``...), and its parts share the
+``Pending`` / ``Frame`` internals on every call's hot path.
+
 State (per frame): ``outstanding`` (futures not yet known to have succeeded,
 in start order), ``try_depth`` (how many compiled ``try`` bodies enclose the
 running code), ``last_raised`` (the failure most recently handed to user code).

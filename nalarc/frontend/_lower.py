@@ -11,7 +11,8 @@ spans, what the later passes and the code generator need:
   ``try`` body must keep sequential, and straight-line statements for hoisting.
 
 It also reports misuse as :class:`~nalarc.CompileError` and fallbacks to
-sequential semantics as warnings.
+sequential semantics as warnings.  (One class, long because Python has many
+statement and expression forms; each has a short method.)
 """
 
 from __future__ import annotations
