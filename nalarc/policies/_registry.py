@@ -8,6 +8,7 @@ from pathlib import Path
 from .._errors import PolicyError
 from ._api import Policy
 from ._defaults import Compose, LeastLoaded
+from ._paper import LPT, SRTF, HeadOfLineMigration, RayLike, ResourceReassignment, SessionPriority, StickyFCFS
 
 POLICIES: dict[str, type[Policy]] = {}
 
@@ -20,7 +21,11 @@ def register(cls: type[Policy]) -> type[Policy]:
     return cls
 
 
-register(LeastLoaded)
+for _policy in (LeastLoaded, HeadOfLineMigration, ResourceReassignment, SessionPriority, SRTF, LPT, StickyFCFS, RayLike):
+    register(_policy)
+
+#: Names that stand for a composition (the paper's three default policies, §8.5).
+ALIASES = {"nalar": "least-loaded+hol-migration+reassign"}
 
 
 def _from_file(spec: str) -> Policy:
@@ -38,7 +43,7 @@ def _from_file(spec: str) -> Policy:
 
 def load_policy(spec: str) -> Policy:
     """A policy from ``NAME``, ``path.py:Class``, or several joined with ``+``."""
-    parts = [p for p in spec.split("+") if p]
+    parts = [p for p in ALIASES.get(spec, spec).split("+") if p]
     policies: list[Policy] = []
     for part in parts:
         if ".py:" in part:
@@ -46,7 +51,8 @@ def load_policy(spec: str) -> Policy:
         elif part in POLICIES:
             policies.append(POLICIES[part]())
         else:
-            raise PolicyError(f"unknown policy {part!r}; known: {', '.join(sorted(POLICIES))} or FILE.py:Class")
+            known = ", ".join(sorted([*POLICIES, *ALIASES]))
+            raise PolicyError(f"unknown policy {part!r}; known: {known} or FILE.py:Class")
     if not policies:
         raise PolicyError("--policy needs at least one policy")
     return policies[0] if len(policies) == 1 else Compose(*policies)
