@@ -1,0 +1,132 @@
+"""A simulated LLM engine: what a GPU serving one model costs, without the GPU.
+
+Per engine (one per agent instance): prefill and decode cost per token;
+continuous batching with a limited number of sequences in flight (each extra
+sequence slows decoding a little, as on a real GPU); a KV cache of session
+prefixes (a hit makes prefill cheaper; eviction is LRU by tokens); heavy-tailed
+output lengths (lognormal); everything deterministic under a seed; and all
+times divided by ``time_scale`` so experiments can be compressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Costs and limits of one simulated model server."""
+
+    prefill_s_per_token: float = 0.0004
+    decode_s_per_token: float = 0.02
+    #: Sequences decoded together (continuous batching).
+    max_batch: int = 8
+    #: Decode slows by this fraction per extra sequence in the batch.
+    batch_slowdown: float = 0.05
+    #: Prefill cost of cached prefix tokens, as a fraction of the full cost.
+    cache_hit_cost: float = 0.1
+    cache_capacity_tokens: int = 200_000
+    #: Output length: lognormal with this median (tokens) and sigma.
+    output_median_tokens: int = 120
+    output_sigma: float = 0.8
+    max_output_tokens: int = 2048
+    #: Simulated seconds per real second (1000: a 10 s call takes 10 ms).
+    time_scale: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def count_tokens(text: str) -> int:
+    """A stand-in tokenizer: about 4 characters a token."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass
+class SimulatedEngine:
+    """One model server's worth of simulated cost (thread-safe)."""
+
+    config: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.config.max_batch)
+        self._lock = threading.Lock()
+        self._active = 0
+        self._cache: OrderedDict[str, int] = OrderedDict()  # session -> cached prefix tokens
+        self._cached_total = 0
+
+    # -- KV cache -------------------------------------------------------
+
+    def cached_tokens(self, session: str) -> int:
+        """Prefix tokens of ``session`` resident in this engine's cache (policies may read it)."""
+        with self._lock:
+            return self._cache.get(session, 0)
+
+    def _remember(self, session: str, tokens: int) -> None:
+        with self._lock:
+            self._cached_total -= self._cache.pop(session, 0)
+            self._cache[session] = tokens
+            self._cached_total += tokens
+            while self._cached_total > self.config.cache_capacity_tokens and len(self._cache) > 1:
+                _, evicted = self._cache.popitem(last=False)
+                self._cached_total -= evicted
+
+    def drop(self, session: str) -> int:
+        """Forget a session's prefix (it moved elsewhere); returns the tokens dropped."""
+        with self._lock:
+            tokens = self._cache.pop(session, 0)
+            self._cached_total -= tokens
+            return tokens
+
+    # -- generation -----------------------------------------------------
+
+    def output_tokens(self, key: str) -> int:
+        """Heavy-tailed, deterministic under (seed, key)."""
+        digest = hashlib.sha256(f"{self.config.seed}:{key}".encode()).digest()
+        rng = random.Random(digest)
+        tokens = int(rng.lognormvariate(math.log(self.config.output_median_tokens), self.config.output_sigma))
+        return max(1, min(tokens, self.config.max_output_tokens))
+
+    def generate(self, prompt: str, session: str, key: str) -> tuple[str, Usage]:
+        """Block for the simulated time; return a deterministic completion."""
+        config = self.config
+        prompt_tokens = count_tokens(prompt)
+        with self._slots:
+            with self._lock:
+                self._active += 1
+                batch = self._active
+            try:
+                cached = min(self.cached_tokens(session), prompt_tokens)
+                prefill = (prompt_tokens - cached + cached * config.cache_hit_cost) * config.prefill_s_per_token
+                out = self.output_tokens(key)
+                decode = out * config.decode_s_per_token * (1 + config.batch_slowdown * (batch - 1))
+                seconds = prefill + decode
+                time.sleep(seconds / config.time_scale)
+                self._remember(session, prompt_tokens + out)
+            finally:
+                with self._lock:
+                    self._active -= 1
+        return _text(key, out), Usage(prompt_tokens, cached, out, seconds)
+
+
+_WORDS = (
+    "the market revenue growth risk bond yield stock rate outlook analysis code test plan "
+    "function result data model user request answer summary report value trend signal"
+).split()
+
+
+def _text(key: str, tokens: int) -> str:
+    rng = random.Random(hashlib.sha256(key.encode()).digest())
+    return " ".join(rng.choice(_WORDS) for _ in range(min(tokens, 40)))
