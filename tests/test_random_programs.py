@@ -11,6 +11,9 @@ Every generated program is valid Python whose plain run either returns a value
 or raises one of the tools' exceptions (``AppError`` / ``ValueError``); any
 other plain outcome is a bug in the generator, not in the compiler, and is
 reported as such.
+
+The run is derandomized (the same 60 examples every time).  For a longer
+search set NALARC_RANDOM_EXAMPLES; a failure prints the shrunk program.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -174,7 +178,7 @@ class Helper:
 class Gen:
     """Draws one program.  Choice 0 is always the simplest, for shrinking."""
 
-    MAX_STMTS = 28
+    MAX_STMTS = 40
     MAX_BLOCK_DEPTH = 2
     MAX_EXPR_DEPTH = 2
 
@@ -390,9 +394,10 @@ class Gen:
             if dicts:
                 name = self.pick(dicts)
                 key = f"k{self.draw(st.integers(0, 3))}"
+                line = f"{ind}{name}[{key!r}] = {self.int_expr(env)}"
                 if key not in env.dicts[name]:
                     env.dicts[name] = env.dicts[name] + (key,)
-                return [f"{ind}{name}[{key!r}] = {self.int_expr(env)}"], env, False
+                return [line], env, False
             return self.stmt(env, depth, ind, loop)
         if c == 7:  # string from results
             name = self.fresh("s")
@@ -530,7 +535,7 @@ class Gen:
         self.stmts_left = self.MAX_STMTS
         env = Env(ints=["x", "y"])
         lines = ["@nalarc.workflow", "def wf(x, y):"]
-        body, env = self.block(env, 0, "    ", False, most=7)
+        body, env = self.block(env, 0, "    ", False, most=10)
         lines += body
         lines.append(f"    return {self.result_expr(env)}")
         parts.append("\n" + "\n".join(lines) + "\n")
@@ -598,8 +603,12 @@ def _run_compiled(path: Path, out_dir: Path, calls: list[dict[str, int]]) -> lis
         sys.modules.pop(path.stem, None)
 
 
+#: More examples for a longer (nightly) run: NALARC_RANDOM_EXAMPLES=2000.
+MAX_EXAMPLES = int(os.environ.get("NALARC_RANDOM_EXAMPLES", "60"))
+
+
 @settings(
-    max_examples=60,
+    max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,

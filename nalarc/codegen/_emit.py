@@ -134,6 +134,8 @@ class Emitter(cst.CSTTransformer):
         self.tries: dict[Span, ControlRegion] = {}
         self.hoists: dict[Span, Span] = {}
         self.eager_genexps: set[Span] = set()
+        #: id(original statement) -> how many statements it became (default 1).
+        self.expansion: dict[int, int] = {}
         for fn in module.functions:
             self.futures.update({f.span: f for f in fn.futures})
             self.calls.update({c.span: c for c in fn.calls})
@@ -410,7 +412,7 @@ class Emitter(cst.CSTTransformer):
         if id(original.body) not in self.try_body_ids:
             return updated
         new = updated.with_changes(body=self._guarded_body(updated.body))
-        return cst.FlattenSentinel([_settle_line(), new])
+        return self._expanded(original, [_settle_line(), new])
 
     def leave_With(self, original: cst.With, updated: cst.With) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
         if id(original.body) not in self.try_body_ids:
@@ -421,7 +423,7 @@ class Emitter(cst.CSTTransformer):
         for index, item in reversed(list(enumerate(updated.items))):
             statements = _explicit_with(item, body, f"{line}_{col}_{index}")
             body = cst.IndentedBlock(statements)
-        return cst.FlattenSentinel([_settle_line(), *statements])
+        return self._expanded(original, [_settle_line(), *statements])
 
     def _in_try_body(self) -> bool:
         return bool(self.scope.try_bodies)
@@ -523,9 +525,16 @@ class Emitter(cst.CSTTransformer):
         self.scope.needs_settle, self.scope.prefix = False, []
         if not before:
             return updated
-        return cst.FlattenSentinel([*before, updated])
+        return self._expanded(original, [*before, updated])
 
     # -- hoisting ------------------------------------------------------------
+
+    def _expanded(
+        self, original: cst.BaseStatement, statements: list[cst.BaseStatement]
+    ) -> cst.FlattenSentinel[cst.BaseStatement]:
+        """One original statement became several: remember how many, for hoisting."""
+        self.expansion[id(original)] = len(statements)
+        return cst.FlattenSentinel(statements)
 
     def _apply_hoists(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
         if not self.hoists:
@@ -534,12 +543,19 @@ class Emitter(cst.CSTTransformer):
         moves = [(i, spans.index(self.hoists[s])) for i, s in enumerate(spans) if s in self.hoists and self.hoists[s] in spans]
         if not moves:
             return updated
-        body = list(updated.body)
-        order = list(range(len(body)))
+        # Group the generated statements by the original statement they came from.
+        generated = list(updated.body)
+        groups: list[list[cst.BaseStatement]] = []
+        for stmt in original.body:
+            count = self.expansion.get(id(stmt), 1)
+            groups.append(generated[:count])
+            generated = generated[count:]
+        assert not generated, "generated statements do not match the original block"
+        order = list(range(len(groups)))
         for src, dst in moves:
             order.remove(src)
             order.insert(order.index(dst), src)
-        return updated.with_changes(body=[body[i] for i in order])
+        return updated.with_changes(body=[stmt for i in order for stmt in groups[i]])
 
     # -- module ----------------------------------------------------------------
 

@@ -677,6 +677,10 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
         return fn(*args, **kwargs)
     if _hashable(fn) and fn in _SHALLOW_BUILTINS and not kwargs and not any(map(is_region, args)):
         return fn(*[await m(a) for a in args])
+    owner = getattr(fn, "__self__", None)
+    if type(owner) in (list, dict, tuple):
+        # A container's own methods read its elements (values(), index(), count()...).
+        await md(owner)
     args = await md(args)
     kwargs = await md(kwargs)
     if effect or not _is_pure(fn) and (frame.try_depth > 0 or not _is_mutation(fn)):

@@ -108,6 +108,7 @@ class FunctionLowerer:
         self.read_sites: list[tuple[str, str]] = []
         self.writes_by_region: dict[str, set[str]] = {}
         self._stmt_reads: set[str] = set()
+        self._stmt_writes: set[str] = set()
         self._stmt_barrier = False
         self._stmt_launch: str | None = None
         #: Names bound by the comprehensions and lambdas being lowered.
@@ -248,6 +249,7 @@ class FunctionLowerer:
         self.read_sites.append((name, self.region))
 
     def note_write(self, name: str) -> None:
+        self._stmt_writes.add(name)
         for rid in self.region_stack:
             self.writes_by_region.setdefault(rid, set()).add(name)
 
@@ -356,11 +358,10 @@ class FunctionLowerer:
         self._record_statement(node, block_id, run)
 
     def _record_statement(self, node: cst.CSTNode, block_id: Span, run: object) -> None:
-        outer = (self._stmt_reads, self._stmt_barrier, self._stmt_launch)
-        self._stmt_reads, self._stmt_barrier, self._stmt_launch = set(), False, None
-        writes_before = {k: set(v) for k, v in self.writes_by_region.items()}
+        outer = (self._stmt_reads, self._stmt_writes, self._stmt_barrier, self._stmt_launch)
+        self._stmt_reads, self._stmt_writes, self._stmt_barrier, self._stmt_launch = set(), set(), False, None
         run()  # type: ignore[operator]
-        writes = self.writes_by_region.get(self.region, set()) - writes_before.get(self.region, set())
+        writes = self._stmt_writes
         self.statements.append(
             StatementInfo(
                 span=self.span(node),
@@ -371,8 +372,9 @@ class FunctionLowerer:
                 barrier=self._stmt_barrier or not isinstance(node, cst.SimpleStatementLine),
             )
         )
-        reads, barrier, _ = outer
+        reads, outer_writes, barrier, _ = outer
         self._stmt_reads = reads | self._stmt_reads
+        self._stmt_writes = outer_writes | self._stmt_writes
         self._stmt_barrier = barrier or self._stmt_barrier
         self._stmt_launch = None
 
@@ -484,6 +486,9 @@ class FunctionLowerer:
         elif isinstance(target, cst.Subscript):
             self.expr(target.value, SHALLOW, "subscript")
             self._slices(target)
+            if isinstance(target.value, cst.Name) and self.scope_of(target.value.value) == "local":
+                # d[k] = tool(x): the container may now hold futures.
+                self.bindings.append(Binding(target.value.value, self.span(target.value), "maybe"))
         elif isinstance(target, (cst.Tuple, cst.List)):
             for el in target.elements:
                 self._store_target(el.value, source, refs)
@@ -787,6 +792,10 @@ class FunctionLowerer:
         if isinstance(node.func, cst.Attribute) and res.kind in ("dynamic", "opaque", "local"):
             if self._resolve_global(node.func) is None:
                 self.expr(node.func.value, SHALLOW, "attribute")
+            receiver = node.func.value
+            if isinstance(receiver, cst.Name) and self.scope_of(receiver.value) == "local":
+                # xs.append(tool(x)): the container may now hold futures.
+                self.bindings.append(Binding(receiver.value, self.span(receiver), "maybe"))
         elif res.kind == "dynamic":
             self.expr(node.func, SHALLOW, "call")
         eager = _consumes_generator(node, res)
