@@ -28,7 +28,14 @@ import trio
 from .._errors import NalarcError
 
 MAX_FRAME = 256 * 1024 * 1024
-_HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I")
+
+
+def framed(payload: bytes) -> bytes:
+    """``payload`` with its length header (both sides of the connection use this)."""
+    if len(payload) > MAX_FRAME:
+        raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return HEADER.pack(len(payload)) + payload
 
 
 class AuthenticationError(NalarcError):
@@ -63,10 +70,9 @@ class FramedStream:
         self._fd = socket.fileno() if socket is not None else -1
 
     async def send_bytes(self, payload: bytes) -> None:
-        if len(payload) > MAX_FRAME:
-            raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+        frame = framed(payload)
         async with self._sending:
-            await self.stream.send_all(_HEADER.pack(len(payload)) + payload)
+            await self.stream.send_all(frame)
 
     def send_soon(self, payload: bytes, nursery: trio.Nursery) -> None:
         """Send now, without a task switch, when the socket takes the frame at once.
@@ -74,9 +80,7 @@ class FramedStream:
         Otherwise (another frame is being sent, or the socket buffer is full)
         the rest goes out from a task, in order.  The hot path of every call.
         """
-        if len(payload) > MAX_FRAME:
-            raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
-        frame = _HEADER.pack(len(payload)) + payload
+        frame = framed(payload)
         try:
             self._sending.acquire_nowait()
         except trio.WouldBlock:
@@ -107,7 +111,7 @@ class FramedStream:
             self._sending.release()
 
     async def receive_bytes(self) -> bytes:
-        (size,) = _HEADER.unpack(await _read_exactly(self.stream, _HEADER.size, self._buffer))
+        (size,) = HEADER.unpack(await _read_exactly(self.stream, HEADER.size, self._buffer))
         if size > MAX_FRAME:
             raise NalarcError(f"peer announced a {size}-byte frame, over the {MAX_FRAME}-byte limit")
         return await _read_exactly(self.stream, size, self._buffer)
@@ -124,7 +128,7 @@ class FramedStream:
         await self.stream.aclose()
 
 
-def _mac(secret: bytes, nonce: bytes, role: bytes, peer: bytes) -> bytes:
+def mac(secret: bytes, nonce: bytes, role: bytes, peer: bytes) -> bytes:
     return hmac.new(secret, nonce + b"|" + role + b"|" + peer, hashlib.sha256).digest()
 
 
@@ -136,8 +140,8 @@ async def accept_worker(stream: trio.abc.Stream, secret: bytes) -> tuple[FramedS
     with trio.fail_after(10):
         worker_id = await framed.receive_bytes()
         proof = await framed.receive_bytes()
-    if len(worker_id) > 128 or not hmac.compare_digest(proof, _mac(secret, nonce, b"worker", worker_id)):
+    if len(worker_id) > 128 or not hmac.compare_digest(proof, mac(secret, nonce, b"worker", worker_id)):
         await stream.aclose()
         raise AuthenticationError("a process connected without the run's secret; dropped")
-    await framed.send_bytes(_mac(secret, nonce, b"driver", worker_id))
+    await framed.send_bytes(mac(secret, nonce, b"driver", worker_id))
     return framed, worker_id.decode("ascii", "replace")

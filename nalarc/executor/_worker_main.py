@@ -26,14 +26,12 @@ worker exits when the driver goes away (its socket closes, or it dies).
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import hmac
 import inspect
 import itertools
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import traceback
@@ -46,9 +44,8 @@ import cloudpickle
 from .._api import ComponentSpec, component_spec
 from .._errors import RemoteError
 from .._state import StateTransaction, bind_transaction, session
+from ._transport import HEADER, MAX_FRAME, framed, mac
 
-_HEADER = struct.Struct(">I")
-MAX_FRAME = 256 * 1024 * 1024
 #: Threads started at once; more start whenever every thread is busy, so
 #: there is always one reading the socket (a waiting call may need a reply).
 POOL_SIZE = 4
@@ -85,14 +82,15 @@ class _Channel:
         return data
 
     def receive_bytes(self) -> bytes:
-        (size,) = _HEADER.unpack(self._exactly(_HEADER.size))
+        (size,) = HEADER.unpack(self._exactly(HEADER.size))
         if size > MAX_FRAME:
             raise EOFError(f"driver announced a {size}-byte frame")
         return self._exactly(size)
 
     def send_bytes(self, payload: bytes) -> None:
+        frame = framed(payload)
         with self._send_lock:
-            self.sock.sendall(_HEADER.pack(len(payload)) + payload)
+            self.sock.sendall(frame)
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.send_bytes(cloudpickle.dumps(message, protocol=5))
@@ -103,10 +101,9 @@ def _authenticate(channel: _Channel, secret: bytes, worker_id: str) -> None:
     nonce = channel.receive_bytes()
     peer = worker_id.encode("ascii")
     channel.send_bytes(peer)
-    channel.send_bytes(hmac.new(secret, nonce + b"|worker|" + peer, hashlib.sha256).digest())
+    channel.send_bytes(mac(secret, nonce, b"worker", peer))
     answer = channel.receive_bytes()
-    expected = hmac.new(secret, nonce + b"|driver|" + peer, hashlib.sha256).digest()
-    if not hmac.compare_digest(answer, expected):
+    if not hmac.compare_digest(answer, mac(secret, nonce, b"driver", peer)):
         raise SystemExit("the driver failed to prove it knows the run's secret")
 
 
