@@ -15,8 +15,7 @@ from typing import Any
 
 from ._escape import clean, json_for_script
 from ._layout import Layout, display_lines, layout
-from ._model import Graph
-from ._render import label_lines
+from ._model import Graph, label_lines
 
 _CSS = r"""
 :root { --fg: #1d2330; --muted: #667085; --bg: #fbfcfe; --line: #98a2b3; --crit: #d62728; --loop: #8a3ab8; }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ._escape import clean, shorten
-from ._model import GCluster, GNode, Graph
+from ._model import GCluster, GNode, Graph, label_lines
 
 CHAR_W = 6.6  # 11px monospace
 LINE_H = 15.0
@@ -51,12 +51,7 @@ class Layout:
 
 
 def display_lines(node: GNode) -> list[str]:
-    lines = [node.label]
-    if node.sub:
-        lines.append(node.sub)
-    if node.badges:
-        lines.append(" · ".join(node.badges))
-    return [shorten(clean(line), MAX_CHARS) for line in lines]
+    return [shorten(clean(line), MAX_CHARS) for line in label_lines(node)]
 
 
 def _node_size(node: GNode) -> tuple[float, float]:

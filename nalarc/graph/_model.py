@@ -51,6 +51,16 @@ class GNode:
     ref: str = ""
 
 
+
+def label_lines(node: GNode) -> list[str]:
+    """The lines that describe a node: label, sub-line, badges."""
+    lines = [node.label]
+    if node.sub:
+        lines.append(node.sub)
+    if node.badges:
+        lines.append(" · ".join(node.badges))
+    return lines
+
 @dataclass(frozen=True)
 class GEdge:
     src: str

@@ -9,7 +9,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ._escape import clean, dot_lines, dot_quote, mermaid_escape
-from ._model import GCluster, GEdge, GNode, Graph
+from ._model import GCluster, GEdge, GNode, Graph, label_lines
 
 # ---------------------------------------------------------------- text
 
@@ -110,14 +110,6 @@ def _ids(graph: Graph) -> tuple[dict[str, str], dict[str, str]]:
     return ({n.id: f"n{i}" for i, n in enumerate(graph.nodes)},
             {c.id: f"c{i}" for i, c in enumerate(graph.clusters)})
 
-
-def label_lines(node: GNode) -> list[str]:
-    lines = [node.label]
-    if node.sub:
-        lines.append(node.sub)
-    if node.badges:
-        lines.append(" · ".join(node.badges))
-    return lines
 
 
 def tooltip(details: tuple[tuple[str, str], ...]) -> str:
