@@ -97,7 +97,7 @@ class CallRecord:
 
     __slots__ = (
         "spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage",
-        "future_id", "depends_on",
+        "future_id", "inputs",
     )
 
     def __init__(
@@ -116,9 +116,14 @@ class CallRecord:
         self.session, self.request, self.pending = session, request, pending
         #: Depth in the app's call graph (from the compiler; 0 if unknown).
         self.stage = 0
-        #: ``request:sequence`` of this call, and of the futures its arguments held.
+        #: ``<frame>:<sequence>`` of this call, and the futures its arguments held.
         self.future_id = ""
-        self.depends_on: list[str] = []
+        self.inputs: list[Pending] = []
+
+    @property
+    def depends_on(self) -> list[str]:
+        """Ids of the futures this call waited for (for the trace)."""
+        return [f"{p.frame.id if p.frame else '?'}:{p.seq}" for p in self.inputs]
 
     @property
     def label(self) -> str:
@@ -185,7 +190,6 @@ class Frame:
         #: The request's own frame (the workflow): its calls count against the caps.
         #: Calls made by components do not, so a parent never starves its children.
         self.top = top
-        self._seq = itertools.count(1)
         self.outstanding: list[Pending] = []
         self.try_depth = 0
         self.last_raised: tuple[BaseException, int] | None = None
@@ -193,7 +197,7 @@ class Frame:
 
     def next_seq(self) -> int:
         self.started += 1
-        return next(self._seq)
+        return self.started
 
     def now(self) -> int:
         """A sequence number later than every future started so far."""
@@ -451,7 +455,7 @@ def call(
     record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
     record.stage = flags >> STAGE_SHIFT
     record.future_id = f"{frame.id}:{pending.seq}"
-    record.depends_on = [f"{p.frame.id if p.frame else '?'}:{p.seq}" for p in _futures_in((args, kwargs))]
+    record.inputs = _futures_in((args, kwargs))
     predecessor = _chain(frame, spec, pending)
     frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
     return pending
@@ -470,21 +474,22 @@ def _snapshot(x: Any) -> Any:
         return x
 
 
-async def _resolved(x: Any) -> Any:
-    """The value of a call's arguments once every future in them is done.
+async def _resolve_inputs(record: CallRecord) -> None:
+    """Replace the futures in a call's arguments by their values, once all are done.
 
     Unlike :func:`md` this is not user code looking at a value: a failed input
     fails the call with the same exception, but is not *observed* here, so the
     workflow still raises it where sequential Python would.
     """
-    inputs = _futures_in(x)
-    for p in inputs:
+    if not record.inputs:
+        return
+    for p in record.inputs:
         if not p.done():
             await p.wait()
-    failed = [p for p in inputs if p.failed()]
+    failed = [p for p in record.inputs if p.failed()]
     if failed:
         raise min(failed, key=lambda p: p.seq)._error  # type: ignore[misc]
-    return _md_now(x)
+    record.args, record.kwargs = _md_now(record.args), _md_now(record.kwargs)
 
 
 def _futures_in(x: Any, depth: int = 0) -> list[Pending]:
@@ -514,8 +519,7 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
     pending = record.pending
     assert pending is not None
     try:
-        record.args = await _resolved(record.args)
-        record.kwargs = await _resolved(record.kwargs)
+        await _resolve_inputs(record)
         if flags & EFFECT:
             await frame.wait_before(pending.seq)
             if any(p.seq < pending.seq and p.failed() and not p.observed for p in frame.outstanding):
@@ -670,10 +674,8 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
     frame = current_frame()
     store_only = (type(getattr(fn, "__self__", None)), getattr(fn, "__name__", "")) in _STORES
     if store_only and frame.try_depth == 0 and not effect:
-        if getattr(fn, "__name__", "") == "insert" and args:
-            args = (await md(args[0]), *args[1:])
-        elif getattr(fn, "__name__", "") == "setdefault" and args:
-            args = (await md(args[0]), *args[1:])
+        if getattr(fn, "__name__", "") in ("insert", "setdefault") and args:
+            args = (await md(args[0]), *args[1:])  # an index / a key is looked at; the value is not
         return fn(*args, **kwargs)
     if _hashable(fn) and fn in _SHALLOW_BUILTINS and not kwargs and not any(map(is_region, args)):
         return fn(*[await m(a) for a in args])
