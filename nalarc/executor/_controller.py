@@ -1,6 +1,6 @@
 """Two-level control: the node store and the global controller.
 
-Component-level controllers (:class:`~nalarc.executor._process.InstanceController`)
+Component-level controllers (:class:`~nalarc.executor._instance.InstanceController`)
 decide event by event, reading the decisions in the :class:`NodeStore`.  The
 :class:`GlobalController` runs a periodic, single-threaded loop off the
 critical path: it collects a :class:`~nalarc.policies.MetricsView` from the
@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,7 +27,8 @@ from .._errors import PolicyError
 from ..policies import Control, MetricsView, Policy
 
 if TYPE_CHECKING:
-    from ._process import InstanceController, ProcessBackend
+    from ._instance import InstanceController
+    from ._process import ProcessBackend
 
 
 @dataclass
@@ -106,7 +107,7 @@ class GlobalController(Control):
 
     # -- the policy API -------------------------------------------------------
 
-    def _instance(self, instance: str) -> InstanceController:
+    def _instance(self, instance: str) -> InstanceController[Any]:
         found = self.backend.instances.get(instance)
         if found is None:
             raise PolicyError(f"no instance {instance!r}; known: {', '.join(sorted(self.backend.instances))}")

@@ -8,7 +8,7 @@ Placement and transport sit behind :class:`WorkerHandle`, so another backend
 (Ray) can supply the same interface.
 
 State:
-    ``instances``   instance id -> :class:`InstanceController`
+    ``instances``   instance id -> :class:`~nalarc.executor._instance.InstanceController`
     ``by_component`` component key -> its live instance ids
     ``sticky``      (session, component key) -> instance id, for stateful and
                     managed-state agents (one session, one instance, in order)
@@ -18,13 +18,12 @@ State:
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,13 @@ import trio
 
 from .._api import ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
-from ..policies import FutureMetrics, InstanceMetrics, Policy
+from ..policies import Policy
 from . import _rt
 from ._controller import GlobalController, NodeStore
-from ._trace import Tracer
+from ._instance import InstanceController, QueuedCall
 from ._local import InProcessBackend
 from ._statestore import StateStore
+from ._trace import Tracer
 from ._transport import ConnectionClosed, FramedStream, accept_worker
 
 
@@ -64,30 +64,6 @@ class Placement:
     max_batch: int = 16
 
 
-_future_ids = itertools.count(1)
-
-
-@dataclass
-class _Queued:
-    """A call at an instance: its metadata moves with it when it migrates."""
-
-    call: _rt.CallRecord
-    priority: int
-    done: trio.Event = field(default_factory=trio.Event)
-    ok: bool = False
-    payload: Any = None
-    text: str = ""
-    attempts: int = 0
-    future_id: str = field(default_factory=lambda: f"F{next(_future_ids)}")
-    created: float = field(default_factory=trio.current_time)
-    #: The instance was asked to preempt this call: a failure re-queues it.
-    preempted: bool = False
-    #: Set when the instance gives the call back (batched calls only).
-    returned: trio.Event = field(default_factory=trio.Event)
-    in_batch: bool = False
-    started: float = 0.0
-
-
 class WorkerHandle:
     """One worker process and its authenticated connection."""
 
@@ -95,166 +71,12 @@ class WorkerHandle:
         self.id, self.process = worker_id, process
         self.conn: FramedStream | None = None
         self.ready = trio.Event()
-        self.inflight: dict[int, tuple[_Queued, InstanceController]] = {}
+        self.inflight: dict[int, tuple[QueuedCall, InstanceController[WorkerHandle]]] = {}
         self.alive = True
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-
-class InstanceController:
-    """The component-level controller of one instance: queue, limit, metrics."""
-
-    def __init__(self, backend: ProcessBackend, instance_id: str, spec: ComponentSpec, worker: WorkerHandle, limit: int) -> None:
-        self.backend, self.id, self.spec, self.worker, self.limit = backend, instance_id, spec, worker, limit
-        self._queue: list[tuple[int, int, _Queued]] = []
-        self._order = itertools.count()
-        self.running = 0
-        self.running_entries: dict[str, _Queued] = {}
-        self.completed = 0
-        self.busy_seconds = 0.0
-        self.latency_ms = 0.0
-        self.batches = 0
-        self.retired = False
-        self._busy_mark = (trio.current_time(), 0.0)
-
-    @property
-    def queue_length(self) -> int:
-        return len(self._queue)
-
-    @property
-    def load(self) -> int:
-        return len(self._queue) + self.running
-
-    def waiting_sessions(self) -> set[str]:
-        return {entry.call.session for _, _, entry in self._queue}
-
-    def submit(self, entry: _Queued) -> None:
-        heapq.heappush(self._queue, (-entry.priority, next(self._order), entry))
-        self._maybe_preempt(entry)
-        self._pump()
-
-    def _maybe_preempt(self, arriving: _Queued) -> None:
-        """A ``preemptable`` instance that is full makes room for a more urgent call."""
-        hook = self.spec.directives.preemptable
-        if hook is None or self.running < self.limit or not self.running_entries:
-            return
-        victim = min(self.running_entries.values(), key=lambda e: (e.priority, -e.created))
-        if victim.priority >= arriving.priority or victim.preempted:
-            return
-        victim.preempted = True
-        self.backend.nursery.start_soon(self.backend.send_preempt, self, hook)
-
-    def take_queued(self) -> list[_Queued]:
-        """Remove and return every queued (not running) call, for migration."""
-        return self.take(lambda entry: True)
-
-    def take(self, wanted: Callable[[_Queued], bool]) -> list[_Queued]:
-        """Remove and return the queued calls ``wanted`` selects (in queue order)."""
-        taken: list[tuple[int, int, _Queued]] = []
-        kept: list[tuple[int, int, _Queued]] = []
-        for item in sorted(self._queue):  # queue order, each call asked once
-            (taken if wanted(item[2]) else kept).append(item)
-        if taken:
-            self._queue = kept
-            heapq.heapify(self._queue)
-        return [entry for _, _, entry in taken]
-
-    def reprioritize(self, session: str, priority: int) -> None:
-        changed = False
-        for index, (_, order, entry) in enumerate(self._queue):
-            if entry.call.session == session and entry.priority != priority:
-                entry.priority = priority
-                self._queue[index] = (-priority, order, entry)
-                changed = True
-        if changed:
-            heapq.heapify(self._queue)
-
-    def metrics(self) -> InstanceMetrics:
-        """What this controller publishes to the node store."""
-        now = trio.current_time()
-        since, busy_before = self._busy_mark
-        utilization = (self.busy_seconds - busy_before) / max(now - since, 1e-9)
-        self._busy_mark = (now, self.busy_seconds)
-        return InstanceMetrics(
-            id=self.id, component=self.spec.name, kind=self.spec.kind, worker=self.worker.id,
-            alive=self.worker.alive and not self.retired, stateful=self.spec.directives.stateful,
-            queue_length=len(self._queue), running=self.running, capacity=self.limit,
-            completed=self.completed, waiting_sessions=frozenset(self.waiting_sessions()),
-            latency_ms=self.latency_ms, utilization=utilization,
-        )
-
-    def future_metrics(self, now: float) -> list[FutureMetrics]:
-        out = [self._future(entry, now, "queued") for _, _, entry in self._queue]
-        out += [self._future(entry, now, "running") for entry in self.running_entries.values()]
-        return out
-
-    def _future(self, entry: _Queued, now: float, status: str) -> FutureMetrics:
-        call = entry.call
-        return FutureMetrics(entry.future_id, call.session, call.request, self.spec.name, self.id,
-                             call.stage, entry.priority, now - entry.created, status)
-
-    def _pump(self) -> None:
-        while self.running < self.limit and self._queue and self.worker.alive:
-            _, _, entry = heapq.heappop(self._queue)
-            self.running += 1
-            if self.spec.directives.batchable:
-                batch = [entry, *self.take(_same_method(entry, self.backend.placement.max_batch - 1))]
-                self.backend.nursery.start_soon(self._dispatch_batch, batch)
-            else:
-                self._start(entry)
-
-    async def _dispatch_batch(self, batch: list[_Queued]) -> None:
-        """Queued calls of one method, merged into one batched call (one slot)."""
-        started = trio.current_time()
-        for entry in batch:
-            entry.in_batch, entry.started = True, started
-            self.running_entries[entry.future_id] = entry
-        try:
-            await self.backend.send_batch(self, batch)
-            for entry in batch:
-                await entry.returned.wait()
-        finally:
-            finished = trio.current_time()
-            for entry in batch:
-                del self.running_entries[entry.future_id]
-            self.running -= 1
-            self.completed += len(batch)
-            self.batches += 1
-            self.busy_seconds += finished - started
-            self._pump()
-
-    def _start(self, entry: _Queued) -> None:
-        """Send a call to the worker now (no task: this is every call's hot path)."""
-        call = entry.call
-        entry.started = trio.current_time()
-        self.running_entries[entry.future_id] = entry
-        state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
-        self.backend.send_run(self, entry, state)
-
-    def release(self, entry: _Queued) -> None:
-        """The worker gave the call back (done, preempted or lost): free its slot."""
-        if entry.in_batch:
-            entry.in_batch = False
-            entry.returned.set()
-            return
-        finished = trio.current_time()
-        tracer = self.backend.placement.tracer
-        call = entry.call
-        if tracer is not None:
-            tracer.call(
-                future=call.future_id or entry.future_id, label=call.label, instance=self.id,
-                process=self.worker.pid, process_name=f"worker {self.worker.id}",
-                created=entry.created, started=entry.started, finished=finished, session=call.session,
-                request=call.request, stage=call.stage, depends_on=call.depends_on, ok=entry.ok,
-            )
-        self.running_entries.pop(entry.future_id, None)
-        self.running -= 1
-        self.completed += 1
-        self.busy_seconds += finished - entry.started
-        self.latency_ms = 0.8 * self.latency_ms + 0.2 * (finished - entry.created) * 1000
-        self._pump()
 
 
 class ProcessBackend:
@@ -264,7 +86,7 @@ class ProcessBackend:
         self.build_dir, self.store, self.placement = Path(build_dir), store, placement
         self.secret = secrets.token_bytes(32)
         self.workers: dict[str, WorkerHandle] = {}
-        self.instances: dict[str, InstanceController] = {}
+        self.instances: dict[str, InstanceController[WorkerHandle]] = {}
         self.by_component: dict[str, list[str]] = {}
         self.sticky: dict[tuple[str, str], str] = {}
         self._components: dict[str, tuple[ComponentSpec, int]] = {}
@@ -277,6 +99,7 @@ class ProcessBackend:
         self.closing = False
         self.node_store = NodeStore()
         self.controller = GlobalController(self, placement.policy, placement.interval) if placement.policy else None
+        self.tracer, self.max_batch = placement.tracer, placement.max_batch
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -376,7 +199,7 @@ class ProcessBackend:
         )
         return self._add_instance(spec, limit, worker)
 
-    def retire(self, controller: InstanceController) -> None:
+    def retire(self, controller: InstanceController[WorkerHandle]) -> None:
         """Stop routing to an instance; its queued calls go to its siblings."""
         controller.retired = True
         self.by_component[controller.spec.key].remove(controller.id)
@@ -458,14 +281,14 @@ class ProcessBackend:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def send_preempt(self, controller: InstanceController, hook: str) -> None:
+    async def send_preempt(self, controller: InstanceController[WorkerHandle], hook: str) -> None:
         if controller.worker.conn is not None:
             try:
                 await controller.worker.conn.send(("preempt", controller.id, hook))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def send_batch(self, controller: InstanceController, batch: list[_Queued]) -> None:
+    async def send_batch(self, controller: InstanceController[WorkerHandle], batch: list[QueuedCall]) -> None:
         worker = controller.worker
         items = []
         for entry in batch:
@@ -479,7 +302,7 @@ class ProcessBackend:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the supervisor fails or re-runs them
 
-    def send_run(self, controller: InstanceController, entry: _Queued, state: Any) -> None:
+    def send_run(self, controller: InstanceController[WorkerHandle], entry: QueuedCall, state: Any) -> None:
         worker = controller.worker
         call = entry.call
         call_id = next(self._call_ids)
@@ -521,7 +344,7 @@ class ProcessBackend:
 
     # -- routing and execution ---------------------------------------------
 
-    def _route(self, call: _rt.CallRecord) -> InstanceController:
+    def _route(self, call: _rt.CallRecord) -> InstanceController[WorkerHandle]:
         """Where a new call goes, event by event, under the installed decisions.
 
         An installed session route wins; then a stateful or managed-state
@@ -552,7 +375,7 @@ class ProcessBackend:
         directives = call.spec.directives
         priority = self.node_store.decisions.priority(call.session, call.spec.name)
         for attempt in range(1 + directives.retries):
-            entry = _Queued(call, priority=priority)
+            entry = QueuedCall(call, priority=priority)
             self._route(call).submit(entry)
             if directives.timeout is None:
                 await entry.done.wait()
@@ -573,19 +396,6 @@ class ProcessBackend:
     def run_inline(self, spec: ComponentSpec, target: Any, method: str | None,
                    args: tuple[Any, ...], kwargs: dict[str, Any], session: str) -> Any:
         return self._inline.run_inline(spec, target, method, args, kwargs, session)
-
-
-def _same_method(first: _Queued, room: int) -> Callable[[_Queued], bool]:
-    """Selects up to ``room`` queued calls of ``first``'s method (for one batch)."""
-    left = [room]
-
-    def wanted(entry: _Queued) -> bool:
-        if left[0] > 0 and entry.call.method == first.call.method:
-            left[0] -= 1
-            return True
-        return False
-
-    return wanted
 
 
 def _retry_safe(spec: ComponentSpec) -> bool:
