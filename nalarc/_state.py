@@ -19,6 +19,9 @@ from typing import Any
 #: Session of the code that runs now.  Plain Python runs in one default session.
 _session: contextvars.ContextVar[str] = contextvars.ContextVar("nalarc_session", default="default")
 
+#: Component instance serving the running call (``Analyst#1``); None in plain Python.
+_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar("nalarc_instance", default=None)
+
 #: State key: (session, agent key, attribute).
 StateKey = tuple[str, str, str]
 
@@ -44,6 +47,11 @@ _LOCAL_STORE: dict[StateKey, Any] = {}
 def current_session() -> str:
     """The id of the session the running code belongs to."""
     return _session.get()
+
+
+def current_instance() -> str | None:
+    """The instance serving the running component call, or None (plain Python, workflow code)."""
+    return _instance.get()
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ import cloudpickle
 
 from .._api import ComponentSpec, component_spec
 from .._errors import RemoteError
-from .._state import StateTransaction, bind_transaction, session
+from .._state import StateTransaction, _instance, bind_transaction, session
 from ._transport import HEADER, MAX_FRAME, framed, mac
 
 #: Threads started at once; more start whenever every thread is busy, so
@@ -290,6 +290,7 @@ class Worker:
     def _run(self, call_id: int, instance_id: str, key: str, method: str | None, args: tuple[Any, ...],
              kwargs: dict[str, Any], session_id: str, request: str, state: Any) -> None:
         context = contextvars.copy_context()
+        context.run(_instance.set, instance_id)  # which engine, cache, ... serves it (nalarc.llm)
         try:
             spec, target, fn = self._call_function(instance_id, key, method)
             txn = StateTransaction(session_id, key, state) if state is not None else None
@@ -322,7 +323,9 @@ class Worker:
         signature = inspect.signature(fn)
         calls = [dict(signature.bind(*args, **kwargs).arguments) for _, _, args, kwargs, _, _ in items]
         try:
-            results = batched(calls)
+            context = contextvars.copy_context()
+            context.run(_instance.set, instance_id)
+            results = context.run(batched, calls)
             if len(results) != len(items):
                 raise RemoteError(f"{method}_batch returned {len(results)} results for {len(items)} calls")
             replies = [("done", call_id, True, result, None, "") for (call_id, *_), result in zip(items, results)]
