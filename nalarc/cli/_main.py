@@ -109,7 +109,7 @@ def _parse_input(text: str) -> dict[str, Any]:
 def run(
     target: Annotated[Path, typer.Argument(metavar="APP.py|DIR", help="An app file or a build directory.")],
     workflow: Annotated[Optional[str], typer.Option("--workflow", "-w", help="Workflow to run.")] = None,
-    input: Annotated[str, typer.Option("--input", "-i", help="JSON object of arguments, or @file.json.")] = "{}",
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="JSON object of arguments, or @file.json [{}].")] = None,
     session: Annotated[str, typer.Option("--session", "-s", help="Session id (managed state belongs to it).")] = "default",
     state: Annotated[Optional[Path], typer.Option("--state", help="SQLite file for managed state [.nalarc/state.db].")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Worker processes; 0 runs calls in the driver [2].")] = None,
@@ -119,7 +119,7 @@ def run(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (with --serve; 0: any free port).")] = 8000,
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Requests admitted at once before 429 (with --serve).")] = 1024,
     load: Annotated[Optional[Path], typer.Option("--load", metavar="TRACE.jsonl", help="Replay a JSONL trace of requests (open loop).")] = None,
-    rate: Annotated[Optional[float], typer.Option("--rate", help="Poisson arrivals of --workflow/--input at R requests/s (open loop).")] = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="R requests/s (open loop): Poisson arrivals of --workflow/--input, or the app's @workload when there is no --input.")] = None,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of arrivals with --rate.")] = 10.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the load report (every request) as JSON.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the --rate arrival times.")] = 0,
@@ -147,7 +147,7 @@ def run(
             raise NalarcError("--serve, --load and --rate exclude each other")
         if report is not None and load is None and rate is None:
             raise NalarcError("--report needs --load or --rate")
-        inputs = _parse_input(input)
+        inputs = _parse_input(input or "{}")
         config = load_config(Path.cwd(), {
             "policy": policy,
             "interval": interval,
@@ -166,7 +166,8 @@ def run(
                 _serve(loaded, Path(config.state), placement, host, port, max_queue)
                 return
             if load is not None or rate is not None:
-                _load(loaded, Path(config.state), placement, load, rate, duration, workflow, inputs, session, seed, report)
+                _load(loaded, Path(config.state), placement, load, rate, duration, workflow,
+                      None if input is None else inputs, session, seed, report)
                 return
             result = run_workflow(loaded, workflow, inputs, session=session, state_path=Path(config.state), placement=placement)
         finally:
@@ -230,19 +231,35 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _load(loaded: Any, state: Path, placement: Any, trace: Optional[Path], rate: Optional[float], duration: float,
-          workflow: Optional[str], inputs: dict[str, Any], session: str, seed: int, report_path: Optional[Path]) -> None:
-    """``--load`` / ``--rate``: an open-loop load against an in-process service."""
+          workflow: Optional[str], inputs: Optional[dict[str, Any]], session: str, seed: int,
+          report_path: Optional[Path]) -> None:
+    """``--load`` / ``--rate``: an open-loop load against an in-process service.
+
+    ``--rate`` without ``--input`` replays the app's ``@workload`` if it has one.
+    """
     import trio
 
     from ..executor import open_service
-    from ..executor._loadgen import poisson_arrivals, read_trace, report_table, resolve_arrivals, run_load, write_report
+    from ..executor._loadgen import (
+        has_workload,
+        poisson_arrivals,
+        read_trace,
+        report_table,
+        resolve_arrivals,
+        run_load,
+        workload_arrivals,
+        write_report,
+    )
     from ..executor._statestore import StateStore
 
     if trace is not None:
         arrivals = read_trace(trace)
+    elif inputs is None and has_workload(loaded):
+        assert rate is not None
+        arrivals = workload_arrivals(loaded, rate, duration, seed)
     else:
         assert rate is not None
-        arrivals = poisson_arrivals(rate, duration, workflow, inputs, seed=seed, session=session)
+        arrivals = poisson_arrivals(rate, duration, workflow, inputs or {}, seed=seed, session=session)
     arrivals = resolve_arrivals(loaded, arrivals)
 
     async def main() -> dict[str, Any]:

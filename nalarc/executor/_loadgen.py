@@ -2,10 +2,13 @@
 
 Requests are fired at their arrival times whether or not earlier ones have
 finished (open loop), so a slow service builds up concurrency instead of
-slowing the arrivals down.  Arrivals come from a trace (JSONL, one request a
-line: ``{"at": seconds, "workflow": name, "input": {...}, "session": id}``,
-``workflow`` and ``session`` optional) or from a Poisson process with a
-seeded RNG.
+slowing the arrivals down.  The exception is a session's follow-up with a
+``think`` time: a user sends it ``think`` seconds after reading the previous
+reply (closed loop within the session, open loop across sessions).  Arrivals
+come from a trace (JSONL, one request a line: ``{"at": seconds, "workflow":
+name, "input": {...}, "session": id, "think": seconds}``, all but ``at``
+optional), from the app's ``@workload`` generator (:mod:`nalarc.workloads`),
+or from a Poisson process with a seeded RNG.
 
 Latency is measured from the moment a request is fired to its end.  The
 summary percentiles are over successful requests; errors are counted by type.
@@ -27,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .._errors import NalarcError
+from ..workloads import Request, Session, is_workload
 from ._app import LoadedApp, Service, bind_inputs
 
 
@@ -38,6 +42,8 @@ class Arrival:
     workflow: str | None
     inputs: dict[str, Any]
     session: str = "default"
+    #: A follow-up: sent this many seconds after the session's previous reply (``at`` is then a lower bound).
+    think: float | None = None
 
 
 def read_trace(path: Path) -> list[Arrival]:
@@ -54,7 +60,7 @@ def read_trace(path: Path) -> list[Arrival]:
                 raise NalarcError(f"{where}: not valid JSON: {exc}") from None
             if not isinstance(item, dict):
                 raise NalarcError(f"{where}: expected a JSON object")
-            unknown = set(item) - {"at", "workflow", "input", "session"}
+            unknown = set(item) - {"at", "workflow", "input", "session", "think"}
             if unknown:
                 raise NalarcError(f"{where}: unknown keys {sorted(unknown)}")
             at, workflow = item.get("at"), item.get("workflow")
@@ -67,7 +73,11 @@ def read_trace(path: Path) -> list[Arrival]:
                 raise NalarcError(f"{where}: \"input\" must be a JSON object")
             if not isinstance(session, str):
                 raise NalarcError(f"{where}: \"session\" must be a string")
-            arrivals.append(Arrival(float(at), workflow, inputs, session))
+            think = item.get("think")
+            if think is not None and (isinstance(think, bool) or not isinstance(think, (int, float))
+                                      or not math.isfinite(think) or think < 0):
+                raise NalarcError(f"{where}: \"think\" must be a number of seconds >= 0")
+            arrivals.append(Arrival(float(at), workflow, inputs, session, None if think is None else float(think)))
     arrivals.sort(key=lambda a: a.at)
     return arrivals
 
@@ -91,6 +101,32 @@ def poisson_arrivals(rate: float, duration: float, workflow: str | None, inputs:
     return arrivals
 
 
+def workload_arrivals(app: LoadedApp, rate: float, duration: float, seed: int = 0) -> list[Arrival]:
+    """What the app's ``@workload`` generator yields for ``rate`` and ``duration``, as arrivals."""
+    if rate <= 0 or duration <= 0:
+        raise NalarcError("--rate and --duration must be positive")
+    generators = [v for v in vars(app.module).values() if is_workload(v)]
+    if len(generators) != 1:
+        raise NalarcError(f"the app defines {len(generators)} @workload functions; --rate without --input needs one")
+    arrivals: list[Arrival] = []
+    for item in generators[0](rate, duration, seed):
+        if isinstance(item, Request):
+            arrivals.append(Arrival(item.at, item.workflow, dict(item.input), item.session))
+        elif isinstance(item, Session):
+            thinks = list(item.thinks) or [item.think] * (len(item.inputs) - 1)
+            for index, inputs in enumerate(item.inputs):
+                think = None if index == 0 else thinks[index - 1]
+                arrivals.append(Arrival(item.at, item.workflow, dict(inputs), item.id, think))
+        else:
+            raise NalarcError(f"@workload yielded {type(item).__name__}, not a Request or a Session")
+    arrivals.sort(key=lambda a: a.at)
+    return arrivals
+
+
+def has_workload(app: LoadedApp) -> bool:
+    return any(is_workload(v) for v in vars(app.module).values())
+
+
 def resolve_arrivals(app: LoadedApp, arrivals: list[Arrival]) -> list[Arrival]:
     """Name each arrival's workflow; fail before the run on an unknown one or bad arguments."""
     resolved = []
@@ -100,7 +136,7 @@ def resolve_arrivals(app: LoadedApp, arrivals: list[Arrival]) -> list[Arrival]:
             bind_inputs(name, fn, arrival.inputs)
         except NalarcError as exc:
             raise NalarcError(f"request {index} (at {arrival.at:g} s): {exc}") from None
-        resolved.append(Arrival(arrival.at, name, arrival.inputs, arrival.session))
+        resolved.append(Arrival(arrival.at, name, arrival.inputs, arrival.session, arrival.think))
     return resolved
 
 
@@ -173,11 +209,29 @@ async def run_load(service: Service, arrivals: list[Arrival], *, console: Consol
         errors = sum(n for k, n in counts.items() if k != "ok")
         display.update(done_task, advance=1, status=f"in flight {concurrency['now']}  errors {errors}")
 
+    async def converse(chain: list[tuple[int, Arrival]]) -> None:
+        """One session's requests: open loop, except follow-ups that wait for the previous reply."""
+        async with trio.open_nursery() as session_nursery:
+            previous: trio.Event | None = None
+            for index, arrival in chain:
+                if arrival.think is not None and previous is not None:
+                    await previous.wait()
+                    await trio.sleep(arrival.think)
+                await trio.sleep_until(start + arrival.at)
+                previous = trio.Event()
+                session_nursery.start_soon(fire_then_set, index, arrival, previous)
+
+    async def fire_then_set(index: int, arrival: Arrival, finished: trio.Event) -> None:
+        await fire(index, arrival)
+        finished.set()
+
+    chains: dict[str, list[tuple[int, Arrival]]] = {}
+    for index, arrival in enumerate(arrivals):
+        chains.setdefault(arrival.session, []).append((index, arrival))
     with display:
         async with trio.open_nursery() as nursery:
-            for index, arrival in enumerate(arrivals):
-                await trio.sleep_until(start + arrival.at)
-                nursery.start_soon(fire, index, arrival)
+            for chain in chains.values():
+                nursery.start_soon(converse, chain)
     elapsed = trio.current_time() - start
     summary = summarize(records)
     summary.update(duration=elapsed, throughput=summary["ok"] / elapsed if elapsed > 0 else 0.0,

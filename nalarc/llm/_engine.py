@@ -92,33 +92,41 @@ class SimulatedEngine:
 
     # -- generation -----------------------------------------------------
 
-    def output_tokens(self, key: str) -> int:
-        """Heavy-tailed, deterministic under (seed, key)."""
+    def output_tokens(self, key: str, limit: int | None = None) -> int:
+        """Heavy-tailed, deterministic under (seed, key); at most ``limit`` (``max_tokens``)."""
         digest = hashlib.sha256(f"{self.config.seed}:{key}".encode()).digest()
         rng = random.Random(digest)
         tokens = int(rng.lognormvariate(math.log(self.config.output_median_tokens), self.config.output_sigma))
-        return max(1, min(tokens, self.config.max_output_tokens))
+        return max(1, min(tokens, self.config.max_output_tokens, limit or self.config.max_output_tokens))
 
-    def generate(self, prompt: str, session: str, key: str) -> tuple[str, Usage]:
+    def generate(self, prompt: str, session: str, key: str, max_tokens: int | None = None) -> tuple[str, Usage]:
         """Block for the simulated time; return a deterministic completion."""
+        texts, usage = self.generate_batch([prompt], session, [key], max_tokens)
+        return texts[0], usage
+
+    def generate_batch(self, prompts: list[str], session: str, keys: list[str],
+                       max_tokens: int | None = None) -> tuple[list[str], Usage]:
+        """Several sequences in one batch slot: prefills add up, decode lasts as long as the longest."""
         config = self.config
-        prompt_tokens = count_tokens(prompt)
+        prompt_tokens = [count_tokens(p) for p in prompts]
+        outs = [self.output_tokens(k, max_tokens) for k in keys]
         with self._slots:
             with self._lock:
                 self._active += 1
-                batch = self._active
+                batch = self._active + len(prompts) - 1
             try:
-                cached = min(self.cached_tokens(session), prompt_tokens)
-                prefill = (prompt_tokens - cached + cached * config.cache_hit_cost) * config.prefill_s_per_token
-                out = self.output_tokens(key)
-                decode = out * config.decode_s_per_token * (1 + config.batch_slowdown * (batch - 1))
+                cached = min(self.cached_tokens(session), prompt_tokens[0])
+                uncached = sum(prompt_tokens) - cached
+                prefill = (uncached + cached * config.cache_hit_cost) * config.prefill_s_per_token
+                decode = max(outs) * config.decode_s_per_token * (1 + config.batch_slowdown * (batch - 1))
                 seconds = prefill + decode
                 time.sleep(seconds / config.time_scale)
-                self._remember(session, prompt_tokens + out)
+                self._remember(session, prompt_tokens[-1] + outs[-1])
             finally:
                 with self._lock:
                     self._active -= 1
-        return _text(key, out), Usage(prompt_tokens, cached, out, seconds)
+        texts = [_text(k, out) for k, out in zip(keys, outs)]
+        return texts, Usage(sum(prompt_tokens), cached, sum(outs), seconds)
 
 
 _WORDS = (
