@@ -66,6 +66,7 @@ class InstanceHost(Protocol):
     store: StateStore
     tracer: Tracer | None
     max_batch: int
+    batching: bool
 
     @property
     def nursery(self) -> trio.Nursery: ...
@@ -173,7 +174,7 @@ class InstanceController(Generic[W]):
         while self.running < self.limit and self._queue and self.worker.alive:
             _, _, entry = heapq.heappop(self._queue)
             self.running += 1
-            if self.spec.directives.batchable:
+            if self.spec.directives.batchable and self.backend.batching:
                 batch = [entry, *self.take(_same_method(entry, self.backend.max_batch - 1))]
                 self.backend.nursery.start_soon(self._dispatch_batch, batch)
             else:

@@ -62,6 +62,8 @@ class Placement:
     tracer: Tracer | None = None
     #: most calls merged into one batch for a ``batchable`` agent
     max_batch: int = 16
+    #: merge queued calls of ``batchable`` agents (off: how frameworks without batching behave)
+    batching: bool = True
 
 
 class WorkerHandle:
@@ -100,6 +102,7 @@ class ProcessBackend:
         self.node_store = NodeStore()
         self.controller = GlobalController(self, placement.policy, placement.interval) if placement.policy else None
         self.tracer, self.max_batch = placement.tracer, placement.max_batch
+        self.batching = placement.batching
 
     @property
     def nursery(self) -> trio.Nursery:
