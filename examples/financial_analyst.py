@@ -51,31 +51,31 @@ def ask(model, instruction, max_tokens=None):
                  {"role": "user", "content": instruction}], model=model, max_tokens=max_tokens)
 
 
-@nalarc.agent(min_instances=2, max_instances=4)
+@nalarc.agent(min_instances=1, max_instances=4)
 class StockAgent:
     def analyze(self, ticker, question):
-        return {"ticker": ticker, "view": ask("stock", f"Fundamentals and price action of {ticker}. {question}")}
+        return {"ticker": ticker, "view": ask("stock", f"Fundamentals and price action of {ticker}. {question}", 400)}
 
 
-@nalarc.agent(min_instances=2, max_instances=4)
+@nalarc.agent(min_instances=1, max_instances=4)
 class NewsAgent:
     def search(self, ticker):
         return {"ticker": ticker, "headlines": ask("news", f"Latest news that moves {ticker}.", max_tokens=80)}
 
 
-@nalarc.agent(min_instances=2, max_instances=4)
+@nalarc.agent(min_instances=1, max_instances=4)
 class BondAgent:
     def outlook(self, question):
-        return ask("bonds", f"Yield curve and duration risk. {question}")
+        return ask("bonds", f"Yield curve and duration risk. {question}", 400)
 
 
-@nalarc.agent(min_instances=2, max_instances=4)
+@nalarc.agent(min_instances=1, max_instances=4)
 class MarketResearch:
     def sectors(self, tickers):
-        return ask("market", f"Sector rotation for {', '.join(tickers)}.")
+        return ask("market", f"Sector rotation for {', '.join(tickers)}.", 400)
 
 
-@nalarc.agent(min_instances=2, max_instances=4)
+@nalarc.agent(min_instances=1, max_instances=4)
 class Analyst:
     conversation = nalarc.ManagedList()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -18,6 +19,23 @@ Message = dict[str, str]
 
 _ENGINES: dict[tuple[str, str], SimulatedEngine] = {}
 _ENGINES_LOCK = threading.Lock()
+#: model -> cost overrides for its simulated engines (see :func:`simulate`)
+_MODELS: dict[str, dict[str, Any]] = {}
+
+
+def simulate(model: str, **costs: Any) -> None:
+    """Describe ``model``'s simulated GPU: any :class:`EngineConfig` field but ``time_scale`` and ``seed``.
+
+    ``simulate("coder", decode_s_per_token=0.04)`` makes a bigger, slower model.
+    Call it at module level in the app, so that every worker process that
+    imports the app knows it.  Real endpoints ignore it.
+    """
+    fields = {f.name for f in dataclasses.fields(EngineConfig)} - {"time_scale", "seed"}
+    unknown = set(costs) - fields
+    if unknown:
+        raise NalarcError(f"simulate({model!r}): unknown settings {sorted(unknown)}; known: {sorted(fields)}")
+    with _ENGINES_LOCK:
+        _MODELS[model] = dict(costs)
 
 
 def engine_for(model: str, replica: str | None = None, config: EngineConfig | None = None) -> SimulatedEngine:
@@ -32,7 +50,8 @@ def engine_for(model: str, replica: str | None = None, config: EngineConfig | No
     with _ENGINES_LOCK:
         engine = _ENGINES.get((model, replica))
         if engine is None:
-            engine = _ENGINES[(model, replica)] = SimulatedEngine(config or config_from_env())
+            config = config or dataclasses.replace(config_from_env(), **_MODELS.get(model, {}))
+            engine = _ENGINES[(model, replica)] = SimulatedEngine(config)
         return engine
 
 

@@ -43,7 +43,7 @@ def _from_file(spec: str) -> Policy:
 
 def load_policy(spec: str) -> Policy:
     """A policy from ``NAME``, ``path.py:Class``, or several joined with ``+``."""
-    parts = [p for p in ALIASES.get(spec, spec).split("+") if p]
+    parts = [p for alias in spec.split("+") for p in ALIASES.get(alias, alias).split("+") if p]
     policies: list[Policy] = []
     for part in parts:
         if ".py:" in part:
