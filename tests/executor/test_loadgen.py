@@ -223,3 +223,30 @@ def test_cli_rate_and_trace(app_file: Path, tmp_path: Path) -> None:
     done = subprocess.run([*command, "--load", str(trace), "--serve"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1 and "exclude each other" in done.stderr
+
+
+def test_follow_ups_wait_for_the_reply_and_think(app: LoadedApp, tmp_path: Path) -> None:
+    """A ``think`` follow-up is sent think seconds after its session's previous reply, not at its ``at``."""
+    trace = tmp_path / "sessions.jsonl"
+    lines = [
+        {"at": 0.0, "workflow": "slow", "input": {"seconds": 0.3}, "session": "alice"},
+        {"at": 0.0, "workflow": "slow", "input": {"seconds": 0.1}, "session": "alice", "think": 0.2},
+        {"at": 0.0, "workflow": "slow", "input": {"seconds": 0.1}, "session": "alice", "think": 0.0},
+        {"at": 0.05, "workflow": "slow", "input": {"seconds": 0.1}, "session": "bob"},
+    ]
+    trace.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    arrivals = read_trace(trace)
+    assert [a.think for a in arrivals] == [None, 0.2, 0.0, None]
+    report, _ = load(app, arrivals)
+    first, second, third, bob = report["requests"]
+    assert second["started"] >= first["finished"] + 0.2 - 1e-3
+    assert third["started"] >= second["finished"] - 1e-3
+    assert bob["started"] < first["finished"]  # other sessions do not wait (open loop across sessions)
+    assert report["summary"]["ok"] == 4
+
+
+def test_bad_think(tmp_path: Path) -> None:
+    trace = tmp_path / "bad.jsonl"
+    trace.write_text(json.dumps({"at": 0, "think": -1}) + "\n", encoding="utf-8")
+    with pytest.raises(NalarcError, match=r"bad.jsonl:1: \"think\" must be a number of seconds >= 0"):
+        read_trace(trace)

@@ -99,3 +99,50 @@ def test_chat_talks_to_an_openai_compatible_endpoint(monkeypatch: pytest.MonkeyP
         assert chat([{"role": "user", "content": "hi"}]) == "echo:hi"
     finally:
         server.shutdown()
+
+
+def test_chat_batch_is_one_slot_and_as_long_as_its_longest_reply() -> None:
+    from nalarc.llm import chat_batch, simulate
+
+    simulate("batch-test", max_batch=1, prefill_s_per_token=0.0, decode_s_per_token=0.05,
+             output_median_tokens=2, output_sigma=0.0, batch_slowdown=0.0)
+    conversations = [[{"role": "user", "content": f"task {i}"}] for i in range(4)]
+    started = time.perf_counter()
+    texts = chat_batch(conversations, model="batch-test")
+    batched = time.perf_counter() - started
+    started = time.perf_counter()
+    one_by_one = [chat(c, model="batch-test") for c in conversations]
+    sequential = time.perf_counter() - started
+    assert texts == one_by_one  # the same replies, deterministic per prompt
+    assert batched < 0.6 * sequential  # one decode of 2 tokens, not four
+
+
+def test_simulate_sets_per_model_costs_and_rejects_unknown_ones() -> None:
+    from nalarc.llm import engine_for, simulate
+
+    simulate("big-model", decode_s_per_token=0.07, max_batch=3)
+    config = engine_for("big-model").config
+    assert (config.decode_s_per_token, config.max_batch) == (0.07, 3)
+    assert engine_for("other-model").config.decode_s_per_token == EngineConfig().decode_s_per_token
+    with pytest.raises(nalarc.NalarcError, match=r"simulate\('m'\): unknown settings \['speed'\]"):
+        simulate("m", speed=2)
+
+
+def test_one_engine_per_serving_instance_and_plain_replicas_by_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nalarc._state import _instance
+    from nalarc.llm import engine_for
+
+    token = _instance.set("Agent#0")
+    first = engine_for("per-instance")
+    _instance.reset(token)
+    token = _instance.set("Agent#1")
+    second = engine_for("per-instance")
+    _instance.reset(token)
+    assert first is not second
+    monkeypatch.setenv("NALARC_LLM_REPLICAS", "2")
+    engines = set()
+    for name in ("a", "b", "c", "d", "e", "f"):
+        with nalarc.session(name):
+            engines.add(id(engine_for("replicated")))
+            assert engine_for("replicated") is engine_for("replicated")  # a session keeps its engine
+    assert len(engines) == 2
