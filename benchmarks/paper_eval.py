@@ -40,7 +40,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,12 @@ import nalarc
 from nalarc import load_app
 from nalarc.executor import Placement, open_service
 from nalarc.executor._app import LoadedApp
-from nalarc.executor._loadgen import Arrival, resolve_arrivals, run_load, workload_arrivals
+from nalarc.executor._loadgen import (
+    Arrival,
+    resolve_arrivals,
+    run_load,
+    workload_arrivals,
+)
 from nalarc.executor._statestore import StateStore
 from nalarc.policies import load_policy
 

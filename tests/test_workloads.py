@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from nalarc.workloads import Request, Session, is_workload, phase_share, poisson_times, workload
+from nalarc.workloads import (
+    Request,
+    Session,
+    is_workload,
+    phase_share,
+    poisson_times,
+    workload,
+)
 
 
 def test_poisson_times_have_the_rate_and_are_seeded() -> None:
