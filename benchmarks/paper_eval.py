@@ -84,18 +84,21 @@ WORKLOADS = {
     "financial": Workload(
         "financial", "examples/financial_analyst.py",
         {"StockAgent": 2, "NewsAgent": 2, "BondAgent": 2, "MarketResearch": 2, "Analyst": 2},
-        rates=[2.0, 4.0, 6.0, 8.0], duration=15.0, quick_rates=[6.0], quick_duration=10.0,
+        rates=[4.0, 8.0, 11.0, 14.0], duration=15.0, quick_rates=[12.0], quick_duration=8.0,
     ),
     "router": Workload(
         "router", "examples/router.py", {"ChatAgent": 2, "CodeAgent": 2},
         rates=[6.0, 10.0, 14.0, 18.0], duration=20.0,
     ),
     "swe": Workload(
-        "swe", "examples/software_engineering.py", {"Planner": 1, "Developer": 2, "Tester": 1},
+        "swe", "examples/software_engineering.py", {"Planner": 2, "Developer": 2, "Tester": 2},
         rates=[], duration=0.0, kind="makespan", burst=24,
         systems=("nalarc", "nalarc+lpt", "nalarc+srtf", "sticky-fcfs", "threads"),
     ),
 }
+
+#: calls one agent instance (one GPU) runs at once; also the simulated engine's batch size
+AGENT_CONCURRENCY = 4
 
 #: system -> (policy, batching across requests)
 POLICIES = {
@@ -113,7 +116,7 @@ POLICIES = {
 def arrivals_for(work: Workload, app: LoadedApp, rate: float, duration: float, seed: int) -> list[Arrival]:
     if work.kind == "makespan":
         tasks = app.module.tasks(work.burst, seed)
-        return [Arrival(0.0, None, {"task": t}, f"job-{n}") for n, t in enumerate(tasks)]
+        return resolve_arrivals(app, [Arrival(0.0, None, {"task": t}, f"job-{n}") for n, t in enumerate(tasks)])
     return resolve_arrivals(app, workload_arrivals(app, rate, duration, seed))
 
 
@@ -134,7 +137,7 @@ async def _served(work: Workload, app: LoadedApp, system: str, arrivals: list[Ar
                   interval: float) -> dict[str, Any]:
     policy, batching = POLICIES[system]
     placement = Placement(workers=2, instances=dict(work.instances), policy=load_policy(policy),
-                          interval=interval, batching=batching)
+                          interval=interval, batching=batching, agent_concurrency=AGENT_CONCURRENCY)
     store = StateStore(None)
     imbalance: dict[str, list[float]] = {}
     try:
@@ -203,8 +206,8 @@ def run_one(work: Workload, app: LoadedApp, system: str, rate: float, duration: 
         "imbalance": max(result["imbalance"].values(), default=None),
         "imbalance_by_agent": result["imbalance"], "wall": time.perf_counter() - started,
     }
-    CONSOLE.print(f"  {work.name:9} {system:12} rate {rate:5.1f}: p50 {_ms(row['p50'])} p99 {_ms(row['p99'])} "
-                  f"makespan {_ms(row['makespan'])} errors {row['errors']} ({row['wall']:.1f} s)")
+    CONSOLE.print(f"  {work.name} {system} rate {rate:g}: p50 {_ms(row['p50'])}, p99 {_ms(row['p99'])}, "
+                  f"makespan {_ms(row['makespan'])}, errors {row['errors']} ({row['wall']:.1f} s)", soft_wrap=True)
     return row
 
 
@@ -223,7 +226,7 @@ def _env(**values: str) -> Iterator[None]:
 
 
 def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:7.0f} ms"
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
 # -- the comparisons -----------------------------------------------------------
@@ -348,6 +351,8 @@ def main() -> None:
     args = parser.parse_args()
     names = args.workloads.split(",") if args.workloads else (["financial"] if args.quick else list(WORKLOADS))
     os.environ["NALARC_LLM_TIME_SCALE"] = str(args.time_scale)
+    # Every GPU runs at most AGENT_CONCURRENCY sequences at once, served or plain.
+    os.environ["NALARC_LLM_MAX_BATCH"] = str(AGENT_CONCURRENCY)
     os.chdir(ROOT)
     started = time.perf_counter()
     rates = [float(r) for r in args.rates.split(",")] if args.rates else None

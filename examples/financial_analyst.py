@@ -109,7 +109,7 @@ def workload(rate: float, duration: float, seed: int = 0):
         questions = [first, *rng.sample(FOLLOW_UPS, rng.randint(0, 3))]
         yield Session(f"client-{index}", at,
                              [{"question": q, "tickers": tickers} for q in questions],
-                             think=rng.uniform(1.0, 4.0))
+                             think=rng.uniform(0.5, 2.0))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def test_workload_generators(name: str, tmp_path: Path) -> None:
     assert 50 <= len(arrivals) <= 160 and first_requests
     if name == "financial_analyst":  # sessions with follow-ups after think time
         follow_ups = [a for a in arrivals if a.think is not None]
-        assert follow_ups and all(1.0 <= a.think <= 4.0 for a in follow_ups)
+        assert follow_ups and all(0.5 <= a.think <= 2.0 for a in follow_ups)
         assert len({a.session for a in follow_ups}) < len(follow_ups)
     if name == "router":  # the mix shifts in phases of 95%
         def code_share(low: float, high: float) -> float:
@@ -90,7 +90,7 @@ def test_workload_generators(name: str, tmp_path: Path) -> None:
                        or "regex" in a.inputs["query"].lower() or "test" in a.inputs["query"].lower()
                        for a in window) / len(window)
 
-        assert code_share(0, 10) < 0.3 and code_share(10, 20) > 0.7
+        assert code_share(0, 5) < 0.3 and code_share(5, 10) > 0.7 and code_share(10, 15) < 0.3
 
 
 def test_cli_runs_the_workload_and_prints_the_latency_table(tmp_path: Path) -> None:
