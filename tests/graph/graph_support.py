@@ -21,6 +21,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 #: One request per example (the inputs its docstring shows).
 EXAMPLE_INPUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "code_review": ("review_change", {"files": ["app/api.py", "app/db.py", "README.md"]}),
+    "financial_analyst": ("advise", {"question": "Should I rebalance toward NVDA and XOM?", "tickers": ["NVDA", "XOM"]}),
+    "router": ("route", {"query": "Write a python function that merges two sorted lists."}),
+    "software_engineering": ("solve", {"task": "add retries to the parser #1"}),
     "research_assistant": ("research", {"question": "Should I heat my house with a heat pump or solar panels?"}),
     "support_router": ("handle_ticket", {"text": "Customer 4411: my router and printer drop the connection."}),
 }
