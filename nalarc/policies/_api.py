@@ -5,13 +5,23 @@ This is the paper's Table 2.  A policy is a small class with one method,
 (default 100 ms) with a read-only :class:`MetricsView` of the whole system and
 a :class:`Control` whose calls install decisions that component-level
 controllers enforce event by event.
+
+What a view costs: ``instances`` and ``session_stages`` are kept up to date
+incrementally by the global controller (a round costs O(instances + what
+changed since the last round), not O(futures)).  Per-future detail,
+:meth:`MetricsView.queued` and :attr:`MetricsView.futures`, is read from the
+component-level controllers only when a policy asks for it; prefer the
+aggregates in a policy that must stay cheap at 100K futures.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol, final
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +40,9 @@ class InstanceMetrics:
     #: Calls the instance may run at once.
     capacity: int
     completed: int
-    #: Sessions with a call waiting in the queue.
-    waiting_sessions: frozenset[str]
+    #: Sessions with a call waiting in the queue (a live set in the executor:
+    #: valid during the policy step; copy it to keep it).
+    waiting_sessions: AbstractSet[str]
     #: Mean latency of recent calls (queue + run), milliseconds.
     latency_ms: float
     #: Share of the last interval spent running calls (0..capacity).
@@ -59,13 +70,60 @@ class FutureMetrics:
     status: str  # "queued" | "running"
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsView:
-    """A consistent snapshot of the system for one policy step."""
+class FutureDetail(Protocol):
+    """Where a view reads per-future detail on demand (the component-level controllers)."""
 
-    now: float
-    instances: dict[str, InstanceMetrics]
-    futures: tuple[FutureMetrics, ...] = field(default=())
+    def futures_at(self, instance: str, now: float) -> Sequence[FutureMetrics]:
+        """Every live call at ``instance``: queued ones in queue order, then running ones."""
+
+    def oldest_queued(self, instance: str, n: int, now: float) -> Sequence[FutureMetrics]:
+        """The ``n`` longest-waiting queued calls at ``instance``, oldest first."""
+
+
+@final
+class MetricsView:
+    """The system for one policy step.
+
+    Attributes:
+        now: The controller's clock (``trio.current_time()``) at collection.
+        instances: Instance id -> its :class:`InstanceMetrics`.
+        session_stages: ``(session, component name)`` -> the deepest stage
+            (depth in the call graph) among the session's live (queued or
+            running) calls at that component.  Maintained from deltas: reading
+            it is free, iterating it is O(sessions).
+
+    Build one from explicit ``futures`` (tests, simulations) or, as the
+    executor does, from aggregates plus a :class:`FutureDetail` that serves
+    per-future detail lazily.
+    """
+
+    __slots__ = ("now", "instances", "session_stages", "_detail", "_futures")
+
+    def __init__(
+        self,
+        now: float,
+        instances: dict[str, InstanceMetrics],
+        futures: Sequence[FutureMetrics] | None = None,
+        *,
+        session_stages: Mapping[tuple[str, str], int] | None = None,
+        detail: FutureDetail | None = None,
+    ) -> None:
+        self.now, self.instances = now, instances
+        self._futures = tuple(futures) if futures is not None else None
+        self._detail = detail if detail is not None else _FutureList(self._futures or ())
+        stages = session_stages if session_stages is not None else _deepest_stages(self._futures or ())
+        self.session_stages: Mapping[tuple[str, str], int] = MappingProxyType(stages)  # read-only
+
+    @property
+    def futures(self) -> tuple[FutureMetrics, ...]:
+        """Every live call in the system.  O(futures): built on first use, then cached."""
+        if self._futures is None:
+            self._futures = tuple(f for i in self.instances for f in self._detail.futures_at(i, self.now))
+        return self._futures
+
+    def queued(self, instance: str, n: int) -> list[FutureMetrics]:
+        """The ``n`` longest-waiting queued calls at ``instance``, oldest first (O(its queue))."""
+        return list(self._detail.oldest_queued(instance, n, self.now)) if n > 0 else []
 
     def of(self, component: str) -> list[InstanceMetrics]:
         """Live instances of ``component`` (by name), least loaded first."""
@@ -74,6 +132,28 @@ class MetricsView:
 
     def components(self) -> list[str]:
         return sorted({i.component for i in self.instances.values()})
+
+
+class _FutureList:
+    """Per-future detail from an explicit list of futures (a view built by hand)."""
+
+    def __init__(self, futures: Sequence[FutureMetrics]) -> None:
+        self.futures = futures
+
+    def futures_at(self, instance: str, now: float) -> list[FutureMetrics]:
+        return [f for f in self.futures if f.instance == instance]
+
+    def oldest_queued(self, instance: str, n: int, now: float) -> list[FutureMetrics]:
+        queued = [f for f in self.futures if f.instance == instance and f.status == "queued"]
+        return sorted(queued, key=lambda f: -f.age)[:n]
+
+
+def _deepest_stages(futures: Sequence[FutureMetrics]) -> dict[tuple[str, str], int]:
+    deepest: dict[tuple[str, str], int] = {}
+    for f in futures:
+        key = (f.session, f.component)
+        deepest[key] = max(deepest.get(key, f.stage), f.stage)
+    return deepest
 
 
 class Control(abc.ABC):
@@ -89,7 +169,11 @@ class Control(abc.ABC):
 
     @abc.abstractmethod
     def set_priority(self, session: str, priority: int, agent: str | None = None) -> None:
-        """Higher runs first: everywhere, or only at ``agent``."""
+        """Higher runs first: everywhere, or only at ``agent``.
+
+        Setting the priority a session already has costs a dictionary lookup,
+        so a policy may restate all its priorities every round.
+        """
 
     @abc.abstractmethod
     def migrate(self, session_or_future: str, src: str, dst: str) -> bool:

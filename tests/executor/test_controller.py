@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 import trio
 
+import nalarc
 from nalarc import BrokenWorkerError, load_app
-from nalarc.executor import Placement, Service, open_service
-from nalarc.executor._controller import GlobalController
+from nalarc._api import component_spec
+from nalarc.executor import Placement, Service, _rt, open_service
+from nalarc.executor._controller import GlobalController, NodeStore
+from nalarc.executor._instance import InstanceController, QueuedCall
 from nalarc.executor._process import ProcessBackend
 from nalarc.executor._statestore import StateStore
-from nalarc.policies import Control, MetricsView, Policy, load_policy
+from nalarc.policies import SRTF, Control, MetricsView, Policy, load_policy
 
 APP = '''
 import os
@@ -336,3 +339,147 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+# -- the controllers' bookkeeping, without processes ---------------------------------
+
+
+@nalarc.agent(max_instances=2)
+class Echo:
+    def say(self, x: Any) -> Any:
+        return x
+
+
+class NoopHost:
+    """An instance host that never sends anything: started calls stay running until released."""
+
+    def __init__(self, node_store: NodeStore, nursery: trio.Nursery) -> None:
+        self.id, self.alive, self.pid = "node0", True, 0
+        self.node_store, self.store, self.tracer = node_store, StateStore(None), None
+        self.max_batch, self.batching, self._nursery = 16, True, nursery
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        return self._nursery
+
+    def send_run(self, controller: InstanceController[Any], entry: QueuedCall, state: Any) -> None:
+        pass
+
+    async def send_batch(self, controller: InstanceController[Any], batch: list[QueuedCall]) -> None:
+        pass
+
+    async def send_preempt(self, controller: InstanceController[Any], hook: str) -> None:
+        pass
+
+
+class TwoInstances:
+    """Two Echo instances on a no-op host, with what the global controller reads."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.node_store = NodeStore()
+        host = NoopHost(self.node_store, nursery)
+        spec = component_spec(Echo)
+        assert spec is not None
+        self.spec = spec
+        self.instances = {f"Echo#{i}": InstanceController(host, f"Echo#{i}", spec, host, 1) for i in range(2)}
+        self.by_component = {spec.key: list(self.instances)}
+        self.sticky: dict[tuple[str, str], str] = {}
+
+    def call(self, session: str, stage: int, instance: str = "Echo#0") -> QueuedCall:
+        record = _rt.CallRecord(self.spec, Echo, "say", (), {}, session, session, None)
+        record.stage = stage
+        entry = QueuedCall(record, priority=0)
+        self.instances[instance].submit(entry)
+        return entry
+
+    def retire(self, controller: InstanceController[Any]) -> None:
+        raise AssertionError("not used")
+
+    def provision(self, name: str, node: str | None = None) -> str | None:
+        return None
+
+
+def run_two(body: Callable[[TwoInstances], None]) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            body(TwoInstances(nursery))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_component_controller_publishes_session_deltas() -> None:
+    def body(cluster: TwoInstances) -> None:
+        echo = cluster.instances["Echo#0"]
+        first = cluster.call("a", 1)  # runs at once (limit 1)
+        cluster.call("a", 3)
+        cluster.call("b", 2)
+        assert (echo.running, echo.queue_length, set(echo.waiting_sessions())) == (1, 2, {"a", "b"})
+        assert sorted(echo.drain_changes()) == [("a", 3), ("b", 2)]  # the first drain is a full snapshot
+        assert echo.drain_changes() == []
+        echo.release(first)  # a's stage-1 call is done; b's call starts (FIFO at equal priority)
+        assert echo.drain_changes() == []  # a's deepest stage is still 3
+        assert echo.running_entries and next(iter(echo.running_entries.values())).call.session == "a"
+
+    run_two(body)
+
+
+def test_installed_priority_is_applied_before_the_next_pop() -> None:
+    def body(cluster: TwoInstances) -> None:
+        echo = cluster.instances["Echo#0"]
+        running = cluster.call("x", 1)
+        for session in ("a", "b", "c"):
+            cluster.call(session, 1)
+        echo.reprioritize("c", 5)  # recorded, not applied yet
+        assert [f.priority for f in echo.oldest_queued(3, 0.0)] == [0, 0, 5]
+        echo.release(running)
+        assert [e.call.session for e in echo.running_entries.values()] == ["c"]
+        moved = echo.take_session("b")
+        assert [e.call.session for e in moved] == ["b"] and echo.queue_length == 1
+
+    run_two(body)
+
+
+def test_global_view_and_set_priority_touch_only_where_the_session_is() -> None:
+    def body(cluster: TwoInstances) -> None:
+        control = GlobalController(cluster, SRTF())
+        cluster.call("a", 1, "Echo#0")
+        cluster.call("a", 2, "Echo#0")
+        cluster.call("a", 4, "Echo#1")
+        cluster.call("b", 3, "Echo#1")
+        control.step()
+        assert dict(control.session_stages) == {("a", "Echo"): 4, ("b", "Echo"): 3}
+        assert cluster.node_store.decisions.priority("a", "Echo") == 4
+        queued_a = [f for f in cluster.instances["Echo#0"].future_metrics(0.0) if f.status == "queued"]
+        assert [f.priority for f in queued_a] == [4]  # SRTF: the session's deepest stage
+        # A call that arrives between rounds takes the installed priority; one set outside a step reaches it.
+        late = cluster.call("c", 1, "Echo#0")
+        control.set_priority("c", 7)
+        assert [f.priority for f in cluster.instances["Echo#0"].future_metrics(0.0) if f.id == late.future_id] == [7]
+        # Restating an installed priority is a lookup; a change reaches only the instances holding the session.
+        told: list[tuple[str, str, int]] = []
+        for controller in cluster.instances.values():
+            controller.reprioritize = lambda s, p, i=controller.id: told.append((i, s, p))  # type: ignore[method-assign]
+        control.set_priority("a", 4, "Echo")
+        control.set_priority("b", 6, "Echo")
+        assert told == [("Echo#1", "b", 6)]
+
+    run_two(body)
+
+
+def test_migrating_a_future_or_a_session_updates_the_view() -> None:
+    def body(cluster: TwoInstances) -> None:
+        control = GlobalController(cluster, SRTF())
+        cluster.call("busy", 1, "Echo#0")
+        waiting = cluster.call("s", 2, "Echo#0")
+        cluster.call("s", 3, "Echo#0")
+        view = control.collect()
+        assert [f.id for f in view.queued("Echo#0", 1)] == [waiting.future_id]  # the oldest first
+        assert control.migrate(waiting.future_id, "Echo#0", "Echo#1")
+        assert control.migrate("s", "Echo#0", "Echo#1")
+        view = control.collect()
+        assert view.instances["Echo#0"].queue_length == 0 and view.instances["Echo#1"].load == 2
+        assert dict(view.session_stages) == {("busy", "Echo"): 1, ("s", "Echo"): 3}
+        assert cluster.node_store.decisions.routes[("s", "Echo")] == "Echo#1"
+
+    run_two(body)

@@ -125,6 +125,33 @@ def test_baselines() -> None:
     assert ray.calls == []
 
 
+class Detail:
+    """Per-future detail served on demand, as the executor's global controller serves it; records what was asked."""
+
+    def __init__(self, futures: list[FutureMetrics]) -> None:
+        self.futures, self.asked = futures, []  # type: list[FutureMetrics], list[str]
+
+    def futures_at(self, instance: str, now: float) -> list[FutureMetrics]:
+        self.asked.append(instance)
+        return [f for f in self.futures if f.instance == instance]
+
+    def oldest_queued(self, instance: str, n: int, now: float) -> list[FutureMetrics]:
+        self.asked.append(instance)
+        return sorted((f for f in self.futures if f.instance == instance), key=lambda f: -f.age)[:n]
+
+
+def test_a_view_of_aggregates_reads_futures_only_when_asked() -> None:
+    detail = Detail([fut("F1", "A#0", age=2.0), fut("F2", "A#0", age=5.0)])
+    v = MetricsView(0.0, {i.id: i for i in [inst("A#0", queue=2, running=1), inst("A#1")]},
+                    session_stages={("s", "A"): 3}, detail=detail)
+    control = Recorder()
+    SRTF().step(v, control)
+    assert control.calls == [("priority", "s", 3, "A")] and detail.asked == []  # SRTF reads the aggregate only
+    HeadOfLineMigration().step(v, control)
+    assert control.calls[-1] == ("migrate", "F2", "A#0", "A#1") and detail.asked == ["A#0"]
+    assert [f.id for f in v.futures] == ["F1", "F2"] and v.futures is v.futures  # built once, on first use
+
+
 @pytest.mark.parametrize("policy", [SRTF, LPT])
 def test_srtf_and_lpt_are_short(policy: type) -> None:
     """The paper's claim: each is about a dozen lines (here: at most 15)."""
