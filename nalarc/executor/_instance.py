@@ -54,13 +54,13 @@ HeapItem = tuple[int, int, "QueuedCall"]
 class QueuedCall:
     """A call at an instance: its metadata moves with it when it migrates.
 
-    Slotted, compared by identity, and its batch event is made only for
-    batched calls: the driver holds one of these per pending call.
+    Slotted and compared by identity; its events are made only when someone
+    waits on them (a call the runtime settles directly never does): the
+    driver holds one of these per pending call.
     """
 
     call: _rt.CallRecord
     priority: int
-    done: trio.Event = field(default_factory=trio.Event)
     ok: bool = False
     payload: Any = None
     text: str = ""
@@ -73,7 +73,15 @@ class QueuedCall:
     started: float = 0.0
     #: Its live item in the instance's heap while queued, else None.
     heap_item: HeapItem | None = field(default=None, repr=False)
+    _done: trio.Event | None = field(default=None, repr=False)
     _returned: trio.Event | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> trio.Event:
+        """Set when the call's outcome (``ok``, ``payload``, ``text``) is known."""
+        if self._done is None:
+            self._done = trio.Event()
+        return self._done
 
     @property
     def returned(self) -> trio.Event:
