@@ -1,24 +1,32 @@
 """Round trip of a no-op component call, and futures/s, against raw sockets (and Ray).
 
-Run: ``python benchmarks/overhead.py [--calls 2000] [--out report.json]``
+Run: ``python benchmarks/overhead.py [--calls 1000] [--rounds 5] [--out report.json]``
 
-Measured in one run, same machine:
+Measured in one process, in interleaved rounds, so that every path sees the
+same machine (other jobs on a shared machine move every figure; the floors
+measured in the same round say by how much):
 
 * ``raw socket``: a 64-byte ping-pong between two Python processes over a Unix
-  socket (the floor any process boundary costs);
+  socket, blocking on both sides (the floor any process boundary costs);
+* ``trio echo``: the driver's side of that ping-pong from trio (a reader task
+  hands each reply to the waiting task, as the driver's read loop does): the
+  floor for a trio driver;
 * ``nalarc in-process``: a compiled no-op tool call and the wait for its
   value, the tool running in the driver (a worker thread);
 * ``nalarc worker process``: the same call routed by the instance controller
   to a worker process and back;
-* ``ray task`` / ``ray actor call`` when Ray is installed (``pip install ray``).
+* ``ray task`` / ``ray actor call`` when Ray is installed (``pip install ray``),
+  measured after the others (Ray starts its own processes).
 
-Round trips are sequential calls (median and p99 in microseconds).
-Throughput starts ``--batch`` calls at once and waits for all of them.
+Round trips are sequential calls: the median of the rounds' medians (and the
+lowest), p99 over all calls, in microseconds.  Throughput starts ``--batch``
+calls at once and waits for all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -26,6 +34,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,81 +59,142 @@ def main():
     return noop(1)
 '''
 
+ECHO_CHILD = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+while True:
+    data = s.recv(64)
+    if not data: break
+    s.sendall(data)
+"""
 
-def summarize(name: str, samples: list[float], throughput: float | None) -> dict[str, Any]:
-    samples_us = sorted(s * 1e6 for s in samples)
-    return {
-        "path": name,
-        "median us": statistics.median(samples_us),
-        "p99 us": samples_us[int(len(samples_us) * 0.99) - 1],
-        "calls/s": throughput,
-    }
+
+def _echo_child(tmp: str, name: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """A child process echoing 64-byte messages; our end of its socket."""
+    path = str(Path(tmp) / name)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(ECHO_CHILD), path])
+    conn, _ = server.accept()
+    server.close()
+    return conn, child
 
 
-def raw_socket(calls: int) -> dict[str, Any]:
-    """Ping-pong with a child Python process over a Unix socket."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "s")
-        server = socket.socket(socket.AF_UNIX)
-        server.bind(path)
-        server.listen(1)
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-            import socket
-            s = socket.socket(socket.AF_UNIX); s.connect({path!r})
-            while True:
-                data = s.recv(64)
-                if not data: break
-                s.sendall(data)
-        """)])
-        conn, _ = server.accept()
-        payload = b"x" * 64
-        samples = []
+def raw_round(conn: socket.socket, calls: int) -> list[float]:
+    """Blocking ping-pong (runs in the trio thread, blocking it: nothing else is running)."""
+    payload = b"x" * 64
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        conn.sendall(payload)
+        got = 0
+        while got < 64:
+            got += len(conn.recv(64))
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def trio_echo_round(fd: int, calls: int) -> list[float]:
+    """The same ping-pong from trio: a reader task sets an event the caller waits on."""
+    samples: list[float] = []
+    waiting: list[trio.Event] = []
+
+    async def reader() -> None:
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            if os.read(fd, 65536):
+                waiting.pop().set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
         for _ in range(calls):
             started = time.perf_counter()
-            conn.sendall(payload)
-            got = b""
-            while len(got) < 64:
-                got += conn.recv(64)
+            done = trio.Event()
+            waiting.append(done)
+            os.write(fd, b"x" * 64)
+            await done.wait()
             samples.append(time.perf_counter() - started)
-        conn.close()
-        child.wait()
-    return summarize("raw socket (2 processes)", samples, None)
+        nursery.cancel_scope.cancel()
+    return samples
 
 
-async def _measure(backend: Any, noop: Any, calls: int, batch: int) -> tuple[list[float], float]:
-    async def body() -> tuple[list[float], float]:
+async def nalarc_round(runtime: _rt.Runtime, noop: Any, calls: int) -> list[float]:
+    async def body() -> list[float]:
         samples = []
         for i in range(calls):
             started = time.perf_counter()
             await _rt.m(_rt.call(noop, None, 0, (i,), {}))
             samples.append(time.perf_counter() - started)
+        return samples
+
+    return await run_frame(body, (), {}, runtime, "bench", "bench")  # type: ignore[no-any-return]
+
+
+async def nalarc_throughput(runtime: _rt.Runtime, noop: Any, batch: int) -> float:
+    async def body() -> float:
         started = time.perf_counter()
         pending = [_rt.call(noop, None, 0, (i,), {}) for i in range(batch)]
         for p in pending:
             await _rt.m(p)
-        return samples, batch / (time.perf_counter() - started)
+        return batch / (time.perf_counter() - started)
 
-    return await run_frame(body, (), {}, backend.new_runtime(), "bench", "bench")  # type: ignore[no-any-return]
+    return await run_frame(body, (), {}, runtime, "bench", "bench")  # type: ignore[no-any-return]
 
 
-def nalarc_paths(calls: int, batch: int) -> list[dict[str, Any]]:
-    rows = []
+def summarize(name: str, rounds: list[list[float]], throughput: float | None) -> dict[str, Any]:
+    medians = [statistics.median(r) * 1e6 for r in rounds]
+    every = sorted(s * 1e6 for r in rounds for s in r)
+    return {
+        "path": name,
+        "median us": statistics.median(medians),
+        "best round us": min(medians),
+        "p99 us": every[max(0, int(len(every) * 0.99) - 1)],
+        "calls/s": throughput,
+        "round medians us": [round(m, 1) for m in medians],
+    }
+
+
+async def local_paths(calls: int, rounds: int, batch: int) -> list[dict[str, Any]]:
+    """Raw socket, trio echo, nalarc in-process and worker process, interleaved round by round."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "noop_app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
         app = load_app(Path(tmp) / "noop_app.py", out_dir=Path(tmp) / "build")
         noop = app.module.noop
-        for name, placement in (("nalarc in-process", None), ("nalarc worker process", Placement(workers=1))):
-            async def run(placement: Placement | None = placement) -> tuple[list[float], float]:
-                async with open_backend(app, StateStore(None), placement) as backend:
-                    await _measure(backend, noop, 50, 50)  # warm up
-                    return await _measure(backend, noop, calls, batch)
+        raw, raw_child = _echo_child(tmp, "raw")
+        echo, echo_child = _echo_child(tmp, "echo")
+        echo.setblocking(False)
+        store = StateStore(None)
+        paths: dict[str, Callable[[], Awaitable[list[float]]]] = {}
+        throughput: dict[str, float] = {}
+        try:
+            async with open_backend(app, store, None) as inline, \
+                    open_backend(app, store, Placement(workers=1)) as process:
+                runtimes = {"nalarc in-process": inline.new_runtime(), "nalarc worker process": process.new_runtime()}
 
-            samples, throughput = trio.run(run)
-            rows.append(summarize(name, samples, throughput))
-    return rows
+                async def raw_path() -> list[float]:
+                    return raw_round(raw, calls)
+
+                paths["raw socket (2 processes)"] = raw_path
+                paths["trio echo (driver floor)"] = lambda: trio_echo_round(echo.fileno(), calls)
+                for name, runtime in runtimes.items():
+                    paths[name] = lambda runtime=runtime: nalarc_round(runtime, noop, calls)  # type: ignore[misc]
+                    await nalarc_round(runtime, noop, 100)  # warm up
+                samples: dict[str, list[list[float]]] = {name: [] for name in paths}
+                for _ in range(rounds):
+                    for name, measure in paths.items():
+                        samples[name].append(await measure())
+                for name, runtime in runtimes.items():
+                    await nalarc_throughput(runtime, noop, batch)  # warm up
+                    throughput[name] = max([await nalarc_throughput(runtime, noop, batch) for _ in range(3)])
+        finally:
+            for conn, child in ((raw, raw_child), (echo, echo_child)):
+                conn.close()
+                child.wait()
+    return [summarize(name, rows, throughput.get(name)) for name, rows in samples.items()]
 
 
-def ray_paths(calls: int, batch: int) -> list[dict[str, Any]]:
+def ray_paths(calls: int, rounds: int, batch: int) -> list[dict[str, Any]]:
     try:
         import ray
     except ImportError:
@@ -144,30 +214,38 @@ def ray_paths(calls: int, batch: int) -> list[dict[str, Any]]:
     rows = []
     for name, submit in (("ray task", noop_task.remote), ("ray actor call", actor.call.remote)):
         ray.get([submit(i) for i in range(50)])
-        samples = []
-        for i in range(calls):
-            started = time.perf_counter()
-            ray.get(submit(i))
-            samples.append(time.perf_counter() - started)
+        measured = []
+        for _ in range(rounds):
+            samples = []
+            for i in range(calls):
+                started = time.perf_counter()
+                ray.get(submit(i))
+                samples.append(time.perf_counter() - started)
+            measured.append(samples)
         started = time.perf_counter()
         ray.get([submit(i) for i in range(batch)])
-        rows.append(summarize(name, samples, batch / (time.perf_counter() - started)))
+        rows.append(summarize(name, measured, batch / (time.perf_counter() - started)))
     ray.shutdown()
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=1000, help="sequential calls per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    rows = [raw_socket(args.calls), *nalarc_paths(args.calls, args.batch), *ray_paths(args.calls, args.batch)]
+    rows = trio.run(local_paths, args.calls, args.rounds, args.batch)
+    if not args.no_ray:
+        rows += ray_paths(args.calls, args.rounds, args.batch)
     floor = rows[0]["median us"]
     for row in rows:
         row["x raw socket"] = row["median us"] / floor
     report("no-op component call: round trip and throughput", rows,
-           ["path", "median us", "p99 us", "x raw socket", "calls/s"], args.out)
+           ["path", "median us", "best round us", "p99 us", "x raw socket", "calls/s"], args.out,
+           {"load average": os.getloadavg()})
 
 
 if __name__ == "__main__":

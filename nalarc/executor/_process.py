@@ -40,7 +40,7 @@ from ._instance import InstanceController, QueuedCall
 from ._local import InProcessBackend
 from ._statestore import StateStore
 from ._trace import Tracer
-from ._transport import ConnectionClosed, FramedStream, accept_worker
+from ._transport import ConnectionClosed, FramedStream, accept_worker, dumps
 
 
 @dataclass
@@ -150,9 +150,9 @@ class ProcessBackend:
             stream = await self._listener.accept()
             self.nursery.start_soon(self._handshake, stream)
 
-    async def _handshake(self, stream: trio.abc.Stream) -> None:
+    async def _handshake(self, stream: trio.SocketStream) -> None:
         try:
-            conn, worker_id = await accept_worker(stream, self.secret)
+            conn, worker_id = await accept_worker(stream, self.secret, self.nursery)
         except (NalarcError, trio.TooSlowError, trio.BrokenResourceError):
             return
         worker = self.workers.get(worker_id)
@@ -239,14 +239,14 @@ class ProcessBackend:
         assert worker.conn is not None
         try:
             while True:
-                message = await worker.conn.receive()
-                kind = message[0]
-                if kind == "done":
-                    self._finish(worker, *message[1:])
-                elif kind == "call":
-                    self.nursery.start_soon(self._nested_call, worker, *message[1:])
-                elif kind == "ready":
-                    worker.ready.set()
+                for message in await worker.conn.receive_batch():
+                    kind = message[0]
+                    if kind == "done":
+                        self._finish(worker, *message[1:])
+                    elif kind == "call":
+                        self.nursery.start_soon(self._nested_call, worker, *message[1:])
+                    elif kind == "ready":
+                        worker.ready.set()
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
@@ -264,8 +264,18 @@ class ProcessBackend:
         if ok and state is not None:
             self.store.commit(entry.call.session, controller.spec.key, state)
         entry.ok, entry.payload, entry.text = ok, payload, text
-        entry.done.set()
+        self._deliver(entry)
         controller.release(entry)
+
+    def _deliver(self, entry: QueuedCall) -> None:
+        """A call's outcome is known: settle a direct call's future, or wake :meth:`execute`."""
+        call = entry.call
+        if not call.direct:
+            entry.done.set()
+        elif entry.ok:
+            _rt.complete_call(call, None, entry.payload)
+        else:
+            _rt.complete_call(call, _error_of(entry), None)
 
     async def _nested_call(self, worker: WorkerHandle, sub_id: int, target: Any, method: str | None,
                            flags: int, args: tuple[Any, ...], kwargs: dict[str, Any], session: str, request: str) -> None:
@@ -313,7 +323,7 @@ class ProcessBackend:
         message = ("run", call_id, controller.id, controller.spec.key, call.method, call.args, call.kwargs,
                    call.session, call.request, state)
         assert worker.conn is not None
-        worker.conn.send_soon(cloudpickle.dumps(message, protocol=5), self.nursery)
+        worker.conn.send_soon(dumps(message, (call.args, call.kwargs, state)))
 
     # -- supervision -------------------------------------------------------
 
@@ -334,7 +344,7 @@ class ProcessBackend:
             else:
                 entry.ok = False
                 entry.payload = BrokenWorkerError(entry.call.label, controller.id, worker.pid, sig)
-                entry.done.set()
+                self._deliver(entry)
         replacement = await self._spawn(worker.id)
         with trio.fail_after(60):
             await replacement.ready.wait()
@@ -367,12 +377,16 @@ class ProcessBackend:
             chosen = self.sticky.get((call.session, key))
             if chosen is not None and chosen in self.instances:
                 return self.instances[chosen]
-        best = self.node_store.pick_weighted(candidates, name) or min(
-            candidates, key=lambda i: (not self.instances[i].worker.alive, self.instances[i].load, i)
-        )
+        best = self.node_store.pick_weighted(candidates, name)
+        if best is None:
+            best = candidates[0] if len(candidates) == 1 else min(candidates, key=self._least_loaded)
         if sticky:
             self.sticky[(call.session, key)] = best
         return self.instances[best]
+
+    def _least_loaded(self, instance: str) -> tuple[bool, int, str]:
+        controller = self.instances[instance]
+        return not controller.worker.alive, controller.load, instance
 
     async def execute(self, call: _rt.CallRecord) -> Any:
         directives = call.spec.directives
@@ -389,16 +403,34 @@ class ProcessBackend:
                     entry.ok, entry.payload = False, cloudpickle.dumps(TimeoutError(f"{call.label} timed out after {directives.timeout} s"))
             if entry.ok:
                 return entry.payload
-            error = entry.payload if isinstance(entry.payload, BaseException) else cloudpickle.loads(entry.payload)
-            if entry.text:
-                error.add_note(f"--- remote traceback (worker) ---\n{entry.text.rstrip()}")
             if attempt == directives.retries:
-                raise error
+                raise _error_of(entry)
         raise AssertionError("unreachable")
+
+    def start_call(self, call: _rt.CallRecord) -> bool:
+        """Queue a ready call now; :meth:`_deliver` settles its future (``_rt._start_now``).
+
+        Calls with retries or a timeout need a task to wait in: :meth:`execute`.
+        """
+        directives = call.spec.directives
+        if directives.retries or directives.timeout is not None:
+            return False
+        priority = self.node_store.decisions.priority(call.session, call.spec.name)
+        self._route(call).submit(QueuedCall(call, priority=priority))
+        return True
 
     def run_inline(self, spec: ComponentSpec, target: Any, method: str | None,
                    args: tuple[Any, ...], kwargs: dict[str, Any], session: str) -> Any:
         return self._inline.run_inline(spec, target, method, args, kwargs, session)
+
+
+def _error_of(entry: QueuedCall) -> BaseException:
+    """The exception a failed call raises in the workflow, with the worker's traceback as a note."""
+    error = entry.payload if isinstance(entry.payload, BaseException) else cloudpickle.loads(entry.payload)
+    assert isinstance(error, BaseException)
+    if entry.text:
+        error.add_note(f"--- remote traceback (worker) ---\n{entry.text.rstrip()}")
+    return error
 
 
 def _retry_safe(spec: ComponentSpec) -> bool:

@@ -92,12 +92,20 @@ class Backend(Protocol):
     ) -> Any: ...
 
 
+class DirectBackend(Backend, Protocol):
+    """A backend that can take a ready call synchronously (see :func:`_start_now`)."""
+
+    def start_call(self, call: CallRecord) -> bool:
+        """Take ``call`` now and settle it later with :func:`complete_call`; False: use ``execute``."""
+        ...
+
+
 class CallRecord:
     """What a backend needs to run one component call."""
 
     __slots__ = (
         "spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage",
-        "future_id", "inputs",
+        "inputs", "direct", "held",
     )
 
     def __init__(
@@ -116,9 +124,20 @@ class CallRecord:
         self.session, self.request, self.pending = session, request, pending
         #: Depth in the app's call graph (from the compiler; 0 if unknown).
         self.stage = 0
-        #: ``<frame>:<sequence>`` of this call, and the futures its arguments held.
-        self.future_id = ""
+        #: The futures its arguments held.
         self.inputs: list[Pending] = []
+        #: Started by :func:`_start_now`: the backend settles it with :func:`complete_call`.
+        self.direct = False
+        #: The request and session slots it holds while it runs (direct calls only).
+        self.held: tuple[trio.CapacityLimiter, ...] = ()
+
+    @property
+    def future_id(self) -> str:
+        """``<frame>:<sequence>`` of this call's future ("" for a call made in a worker)."""
+        pending = self.pending
+        if pending is None or pending.frame is None:
+            return ""
+        return f"{pending.frame.id}:{pending.seq}"
 
     @property
     def depends_on(self) -> list[str]:
@@ -133,10 +152,12 @@ class CallRecord:
 class Pending:
     """A future.  Compiled code never exposes it to uncompiled code."""
 
-    __slots__ = ("_event", "_value", "_error", "seq", "frame", "label", "observed", "__weakref__")
+    __slots__ = ("_done", "_event", "_value", "_error", "seq", "frame", "label", "observed", "__weakref__")
 
     def __init__(self, frame: Frame | None, seq: int, label: str) -> None:
-        self._event = trio.Event()
+        self._done = False
+        #: Made by the first task that waits (most futures are ready before anyone looks).
+        self._event: trio.Event | None = None
         self._value: Any = None
         self._error: BaseException | None = None
         self.seq, self.frame, self.label = seq, frame, label
@@ -148,26 +169,35 @@ class Pending:
         return self  # a future is immutable: snapshots share it
 
     def __repr__(self) -> str:
-        state = "failed" if self._error else ("done" if self._event.is_set() else "pending")
+        state = "failed" if self._error else ("done" if self._done else "pending")
         return f"<nalarc future #{self.seq} {self.label} {state}>"
 
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._done
 
     def failed(self) -> bool:
         return self._error is not None
 
     def set_value(self, value: Any) -> None:
-        assert not self._event.is_set(), "a future's value is immutable once set"
+        assert not self._done, "a future's value is immutable once set"
         self._value = value
-        self._event.set()
+        self._done = True
+        if self._event is not None:
+            self._event.set()
 
     def set_error(self, error: BaseException) -> None:
-        assert not self._event.is_set(), "a future's value is immutable once set"
+        assert not self._done, "a future's value is immutable once set"
         self._error = error
-        self._event.set()
+        self._done = True
+        if self._event is not None:
+            self._event.set()
 
     async def wait(self) -> None:
+        if self._done:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
         await self._event.wait()
 
     def result(self) -> Any:
@@ -239,6 +269,8 @@ class Runtime:
 
     def __init__(self, backend: Backend, per_request: int = 256, per_session: int = 1024) -> None:
         self.backend = backend
+        #: The backend's synchronous entry for ready calls, if it has one.
+        self.start_call: Callable[[CallRecord], bool] | None = getattr(backend, "start_call", None)
         #: Last call of (session, agent key) for in-order execution.
         self.chains: dict[tuple[str, str], Pending] = {}
         self.thread_limiter = trio.CapacityLimiter(256)
@@ -313,6 +345,7 @@ async def _failure_of(p: Pending) -> BaseException:
 
 
 _ATOMS: Final = (int, float, str, bool, type(None), bytes, complex)
+_ATOM_SET: Final = frozenset(_ATOMS)
 
 
 def _has_pending(x: Any, depth: int = 0) -> bool:
@@ -441,7 +474,7 @@ def call(
     target: Any, method: str | None, flags: int, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Pending:
     """Start a component call now; its result is a future."""
-    if isinstance(target, AgentHandle):
+    if type(target) is AgentHandle:
         spec = target.spec
     else:
         found = component_spec(target)
@@ -449,16 +482,99 @@ def call(
             raise NalarcInternalError(f"{target!r} is not a component")
         spec = found
     frame = current_frame()
-    pending = Pending(frame, frame.next_seq(), spec.name + (f".{method}" if method else ""))
+    pending = Pending(frame, frame.next_seq(), _label(spec, method))
     frame.outstanding.append(pending)
-    args, kwargs = _snapshot(args), _snapshot(kwargs)
+    if kwargs or type(args) is not tuple or not _atoms(args):
+        args, kwargs = _snapshot(args), _snapshot(kwargs)
+        inputs = _futures_in((args, kwargs))
+    else:
+        inputs = []  # atoms only (the common case): nothing to copy, no future inside
     record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
     record.stage = flags >> STAGE_SHIFT
-    record.future_id = f"{frame.id}:{pending.seq}"
-    record.inputs = _futures_in((args, kwargs))
+    record.inputs = inputs
     predecessor = _chain(frame, spec, pending)
-    frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
+    if not _start_now(frame, record, flags, predecessor):
+        frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
     return pending
+
+
+_labels: dict[tuple[str, str | None], str] = {}
+
+
+def _label(spec: ComponentSpec, method: str | None) -> str:
+    """``Planner.plan``: a future's name (made once per component method)."""
+    label = _labels.get((spec.key, method))
+    if label is None:
+        label = _labels[(spec.key, method)] = spec.name + (f".{method}" if method else "")
+    return label
+
+
+def _start_now(frame: Frame, record: CallRecord, flags: int, predecessor: Pending | None) -> bool:
+    """Hand a call that needs no waiting straight to the backend: no task, no task switch.
+
+    Needs no waiting: its inputs are ready and none failed, it is not ordered
+    after earlier calls (``EFFECT``) or a running predecessor, and its request
+    and session have a free slot.  Anything else takes :func:`_run_call`,
+    which waits first.  The backend settles the future with
+    :func:`complete_call`, from its read loop.  This is the hot path of a call.
+    """
+    start = frame.runtime.start_call
+    if start is None or flags & EFFECT or (predecessor is not None and not predecessor.done()):
+        return False
+    if record.inputs:
+        if not all(p.done() and not p.failed() for p in record.inputs):
+            return False
+        record.args, record.kwargs = _md_now(record.args), _md_now(record.kwargs)
+    if frame.top and not _hold_slots(frame, record):
+        return False
+    record.direct = True
+    try:
+        started = start(record)
+    except Exception as error:  # noqa: BLE001 - e.g. no instance: delivered to the consumer
+        complete_call(record, error, None)
+        return True
+    if not started:
+        record.direct = False
+        _release_slots(record)
+    return started
+
+
+def _hold_slots(frame: Frame, record: CallRecord) -> bool:
+    """Take the request's and the session's slot for a direct call, if both are free now."""
+    by_request, by_session = frame.runtime.slots(frame.session, frame.request)
+    borrower = record.pending
+    try:
+        by_request.acquire_on_behalf_of_nowait(borrower)
+    except trio.WouldBlock:
+        return False
+    try:
+        by_session.acquire_on_behalf_of_nowait(borrower)
+    except trio.WouldBlock:
+        by_request.release_on_behalf_of(borrower)
+        return False
+    record.held = (by_request, by_session)
+    return True
+
+
+def _release_slots(record: CallRecord) -> None:
+    for limiter in record.held:
+        limiter.release_on_behalf_of(record.pending)
+    record.held = ()
+
+
+def complete_call(record: CallRecord, error: BaseException | None, value: Any) -> None:
+    """A direct call's outcome (see :func:`_start_now`): free its slots, settle its future."""
+    pending = record.pending
+    assert pending is not None and pending.frame is not None
+    _release_slots(record)
+    chains = pending.frame.runtime.chains
+    key = (record.session, record.spec.key)
+    if chains.get(key) is pending:
+        del chains[key]
+    if error is None:
+        pending.set_value(value)
+    else:
+        pending.set_error(error)
 
 
 def _snapshot(x: Any) -> Any:
@@ -466,8 +582,13 @@ def _snapshot(x: Any) -> Any:
 
     Components get copies, as they would across processes; futures inside are shared.
     """
-    if type(x) in _ATOMS or type(x) is Pending:
+    t = type(x)
+    if t in _ATOMS or t is Pending:
         return x
+    if t is tuple and _atoms(x):
+        return x  # immutable all the way down: nothing to copy (the common case)
+    if t is dict and not x:
+        return {}
     try:
         return copy.deepcopy(x)
     except Exception:  # noqa: BLE001 - uncopyable (locks, sockets): pass by reference
@@ -490,6 +611,11 @@ async def _resolve_inputs(record: CallRecord) -> None:
     if failed:
         raise min(failed, key=lambda p: p.seq)._error  # type: ignore[misc]
     record.args, record.kwargs = _md_now(record.args), _md_now(record.kwargs)
+
+
+def _atoms(xs: tuple[Any, ...]) -> bool:
+    """Every element is an atom (no future, nothing mutable)."""
+    return all(map(_ATOM_SET.__contains__, map(type, xs)))
 
 
 def _futures_in(x: Any, depth: int = 0) -> list[Pending]:

@@ -26,7 +26,6 @@ worker exits when the driver goes away (its socket closes, or it dies).
 from __future__ import annotations
 
 import contextvars
-import hmac
 import inspect
 import itertools
 import os
@@ -43,8 +42,8 @@ import cloudpickle
 
 from .._api import ComponentSpec, component_spec
 from .._errors import RemoteError
-from .._state import StateTransaction, _instance, bind_transaction, session
-from ._transport import HEADER, MAX_FRAME, framed, mac
+from .._state import StateTransaction, _instance, _session, bind_transaction
+from ._transport import AuthenticationError, BlockingChannel, connect_blocking, dumps, loads
 
 #: Threads started at once; more start whenever every thread is busy, so
 #: there is always one reading the socket (a waiting call may need a reply).
@@ -60,51 +59,6 @@ def encode_error(error: BaseException) -> tuple[bytes, str]:
     except Exception:  # noqa: BLE001 - unpicklable exception: send its text
         payload = cloudpickle.dumps(RemoteError(text))
     return payload, text
-
-
-class _Channel:
-    """Blocking framed socket: one reader at a time, sends serialized by a lock."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = bytearray()
-        self.read_lock = threading.Lock()
-        self._send_lock = threading.Lock()
-
-    def _exactly(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            chunk = self.sock.recv(max(65536, count - len(self._buffer)))
-            if not chunk:
-                raise EOFError("the driver closed the connection")
-            self._buffer += chunk
-        data = bytes(self._buffer[:count])
-        del self._buffer[:count]
-        return data
-
-    def receive_bytes(self) -> bytes:
-        (size,) = HEADER.unpack(self._exactly(HEADER.size))
-        if size > MAX_FRAME:
-            raise EOFError(f"driver announced a {size}-byte frame")
-        return self._exactly(size)
-
-    def send_bytes(self, payload: bytes) -> None:
-        frame = framed(payload)
-        with self._send_lock:
-            self.sock.sendall(frame)
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        self.send_bytes(cloudpickle.dumps(message, protocol=5))
-
-
-def _authenticate(channel: _Channel, secret: bytes, worker_id: str) -> None:
-    """The worker's half of the handshake in ``_transport`` (raw bytes only)."""
-    nonce = channel.receive_bytes()
-    peer = worker_id.encode("ascii")
-    channel.send_bytes(peer)
-    channel.send_bytes(mac(secret, nonce, b"worker", peer))
-    answer = channel.receive_bytes()
-    if not hmac.compare_digest(answer, mac(secret, nonce, b"driver", peer)):
-        raise SystemExit("the driver failed to prove it knows the run's secret")
 
 
 class _AsyncLane:
@@ -182,10 +136,11 @@ class _RemoteBackend:
 
 
 class Worker:
-    def __init__(self, channel: _Channel) -> None:
+    def __init__(self, channel: BlockingChannel) -> None:
         self.channel = channel
         self.instances: dict[str, Any] = {}
         self.objects: dict[str, Any] = {}
+        self._functions: dict[tuple[str, str, str | None], tuple[ComponentSpec, Any, Any, bool]] = {}
         self._lane: _AsyncLane | None = None
         self._lane_lock = threading.Lock()
         self._instance_lock = threading.Lock()
@@ -233,7 +188,7 @@ class Worker:
                 if self.stopped.is_set():
                     return
                 try:
-                    message = cloudpickle.loads(self.channel.receive_bytes())
+                    message = loads(self.channel.receive_bytes())
                 except (EOFError, OSError):
                     self.stopped.set()
                     return
@@ -271,49 +226,53 @@ class Worker:
 
     # -- calls -------------------------------------------------------------
 
-    def _call_function(self, instance_id: str, key: str, method: str | None) -> tuple[ComponentSpec, Any, Any]:
-        target = self._resolve(key)
-        spec = component_spec(target)
-        assert spec is not None
-        fn = getattr(self._instance(instance_id, target), method or "") if spec.kind == "agent" else target
-        return spec, target, fn
-
-    def _invoke(self, spec: ComponentSpec, target: Any, fn: Any, method: str | None, args: tuple[Any, ...],
-                kwargs: dict[str, Any], session_id: str, request: str) -> Any:
-        if inspect.iscoroutinefunction(fn):
-            from ._rt import CallRecord
-
-            record = CallRecord(spec, target, method, args, kwargs, session_id, request, None)
-            return self.lane.run(fn, record)
-        return fn(*args, **kwargs)
+    def _call_function(self, instance_id: str, key: str, method: str | None) -> tuple[ComponentSpec, Any, Any, bool]:
+        """The component, the function a call runs, and whether it is compiled async code."""
+        found = self._functions.get((instance_id, key, method))
+        if found is None:
+            target = self._resolve(key)
+            spec = component_spec(target)
+            assert spec is not None
+            fn = getattr(self._instance(instance_id, target), method or "") if spec.kind == "agent" else target
+            found = self._functions[(instance_id, key, method)] = (spec, target, fn, inspect.iscoroutinefunction(fn))
+        return found
 
     def _run(self, call_id: int, instance_id: str, key: str, method: str | None, args: tuple[Any, ...],
              kwargs: dict[str, Any], session_id: str, request: str, state: Any) -> None:
-        context = contextvars.copy_context()
-        context.run(_instance.set, instance_id)  # which engine, cache, ... serves it (nalarc.llm)
         try:
-            spec, target, fn = self._call_function(instance_id, key, method)
+            spec, target, fn, is_async = self._call_function(instance_id, key, method)
             txn = StateTransaction(session_id, key, state) if state is not None else None
-            result, after = context.run(self._in_session, spec, target, fn, method, args, kwargs, session_id, request, txn)
-            payload = cloudpickle.dumps(("done", call_id, True, result, after, ""), protocol=5)
+            result, after = contextvars.copy_context().run(
+                self._in_context, spec, target, fn, is_async, method, args, kwargs, session_id, request,
+                instance_id, txn)
+            payload = dumps(("done", call_id, True, result, after, ""), (result, after))
         except Exception as error:  # noqa: BLE001 - delivered to the workflow
             pickled, text = encode_error(error)
-            payload = cloudpickle.dumps(("done", call_id, False, pickled, None, text), protocol=5)
+            payload = dumps(("done", call_id, False, pickled, None, text))
         self.channel.send_bytes(payload)
 
-    def _in_session(self, spec: ComponentSpec, target: Any, fn: Any, method: str | None, args: tuple[Any, ...],
-                    kwargs: dict[str, Any], session_id: str, request: str,
-                    txn: StateTransaction | None) -> tuple[Any, Any]:
-        with session(session_id):
-            if txn is None:
-                return self._invoke(spec, target, fn, method, args, kwargs, session_id, request), None
-            with bind_transaction(txn):
-                result = self._invoke(spec, target, fn, method, args, kwargs, session_id, request)
-            return result, (_plain(txn.values) if txn.touched else None)
+    def _in_context(self, spec: ComponentSpec, target: Any, fn: Any, is_async: bool, method: str | None,
+                    args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str, request: str,
+                    instance_id: str, txn: StateTransaction | None) -> tuple[Any, Any]:
+        """Run one call in a fresh context (so nothing set here needs resetting)."""
+        _instance.set(instance_id)  # which engine, cache, ... serves it (nalarc.llm)
+        _session.set(session_id)
+        if is_async:
+            from ._rt import CallRecord
+
+            record = CallRecord(spec, target, method, args, kwargs, session_id, request, None)
+            run: Callable[[], Any] = lambda: self.lane.run(fn, record)  # noqa: E731
+        else:
+            run = lambda: fn(*args, **kwargs)  # noqa: E731
+        if txn is None:
+            return run(), None
+        with bind_transaction(txn):
+            result = run()
+        return result, (_plain(txn.values) if txn.touched else None)
 
     def _run_batch(self, instance_id: str, key: str, items: list[tuple[Any, ...]]) -> None:
         """Calls merged into one: ``<method>_batch(calls)`` if the agent has one."""
-        spec, target, fn = self._call_function(instance_id, key, items[0][1])
+        spec, target, fn, _ = self._call_function(instance_id, key, items[0][1])
         method = items[0][1]
         batched = getattr(self._instance(instance_id, target), f"{method}_batch", None)
         if batched is None:
@@ -349,8 +308,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(socket_path)
-    channel = _Channel(sock)
-    _authenticate(channel, secret, worker_id)
+    channel = BlockingChannel(sock)
+    try:
+        connect_blocking(channel, secret, worker_id)
+    except AuthenticationError:
+        raise SystemExit("the driver failed to prove it knows the run's secret") from None
     worker = Worker(channel)
     for _ in range(POOL_SIZE):
         worker.start_thread()
