@@ -267,7 +267,7 @@ class ServeApp:
             "instances": [],
         }
         if isinstance(backend, ProcessBackend):
-            out["workers"] = [{"id": w.id, "pid": w.pid, "alive": w.alive, "calls_in_flight": len(w.inflight)}
+            out["workers"] = [{"id": w.id, "pid": w.pid, "alive": w.alive, "calls_in_flight": backend.calls_in_flight(w.id)}
                               for w in backend.workers.values()]
             out["instances"] = [
                 {"id": c.id, "component": c.spec.name, "kind": c.spec.kind, "worker": c.worker.id,

@@ -79,6 +79,13 @@ def dumps(message: tuple[Any, ...], user: tuple[Any, ...] | None = None) -> byte
 
 def _is_plain(values: tuple[Any, ...]) -> bool:
     """Only atoms in lists, tuples and dicts, and not too many to look at."""
+    for value in values:  # the common case first: atoms, a tuple of atoms, an empty dict
+        t = type(value)
+        if t not in _ATOMS and not (t is tuple and all(map(_ATOMS.__contains__, map(type, value)))) \
+                and not (t is dict and not value):
+            break
+    else:
+        return True
     stack: list[Any] = list(values)
     budget = _PLAIN_BUDGET
     while stack:
