@@ -39,12 +39,13 @@ the round's priorities (in a real deployment, spread over the nodes).  The
   before each arrival, so the number of live futures stays N).
 
 Memory.  A compiled app (``main(n)`` fans out ``n`` agent calls) runs requests
-on a runtime whose backend is the emulated cluster with
-``ProcessBackend.execute``; no call ever finishes, so every future stays
-pending: its ``Pending``, ``CallRecord``, trio task and ``QueuedCall``.
-tracemalloc measures bytes per pending future and per in-flight request;
-the ``--memory`` run holds that many pending futures and reports the
-process's peak RSS.
+on a runtime whose backend is the emulated cluster, through whatever
+``ProcessBackend`` uses to take a call (``start_call``, ``execute``); no call
+ever finishes, so every future stays pending with all the driver holds for it
+(its ``Pending``, ``CallRecord``, ``QueuedCall``, any task waiting on it).
+tracemalloc measures bytes per pending future and per in-flight request; the
+``--memory`` run holds that many pending futures in a fresh process and
+reports its RSS.
 """
 
 from __future__ import annotations
