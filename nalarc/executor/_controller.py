@@ -145,6 +145,9 @@ class GlobalController(Control):
         self._holders: dict[tuple[str, str], dict[str, int]] = {}
         self._stages: dict[tuple[str, str], int] = {}
         self._stale = True  # instances may have changed since the last merge
+        #: Stage changes merged while a policy runs: applied after its step, so the
+        #: view's ``session_stages`` holds still while a policy iterates it.
+        self._deferred: dict[tuple[str, str], int | None] | None = None
         for store in self.node_stores:
             for controller in store.controllers.values():
                 controller.restart_changes()
@@ -168,11 +171,13 @@ class GlobalController(Control):
         started = time.perf_counter()
         view = self.collect()
         collected = time.perf_counter()
+        self._deferred = {}
         try:
             self.policy.step(view, self)
         except Exception as exc:
             raise PolicyError(f"policy {self.policy.name!r} raised in step(): {exc!r}") from exc
         finally:
+            self._apply_deferred()
             self._stale = True  # calls arrive and leave between rounds
         self.timing.collect = collected - started
         self.timing.policy = time.perf_counter() - collected
@@ -200,7 +205,9 @@ class GlobalController(Control):
         return merged
 
     def _merge(self, instance: str, component: str, changes: list[tuple[str, int | None]]) -> None:
-        holders, stages = self._holders, self._stages
+        holders = self._holders
+        stages: dict[tuple[str, str], int | None] | dict[tuple[str, str], int]
+        stages = self._deferred if self._deferred is not None else self._stages
         for session, stage in changes:
             key = (session, component)
             held = holders.get(key)
@@ -214,9 +221,21 @@ class GlobalController(Control):
             else:
                 held.pop(instance, None)
                 if not held:
-                    del holders[key], stages[key]
+                    del holders[key]
+                    if self._deferred is not None:
+                        self._deferred[key] = None
+                    else:
+                        del self._stages[key]
                     continue
             stages[key] = max(held.values())
+
+    def _apply_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        for key, stage in (deferred or {}).items():
+            if stage is None:
+                self._stages.pop(key, None)
+            else:
+                self._stages[key] = stage
 
     # -- per-future detail, on demand (the view's FutureDetail) ---------------------
 

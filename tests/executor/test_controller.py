@@ -483,3 +483,36 @@ def test_migrating_a_future_or_a_session_updates_the_view() -> None:
         assert cluster.node_store.decisions.routes[("s", "Echo")] == "Echo#1"
 
     run_two(body)
+
+
+def test_a_migration_earlier_in_a_round_leaves_the_view_still_for_later_policies() -> None:
+    """Compose(migrate, SRTF): SRTF iterates session_stages while its set_priority merges the migration.
+
+    The migrated session, already visited, must not come round again (it did:
+    "dictionary keys changed during iteration").
+    """
+
+    class MoveInRoundTwo(Policy):
+        rounds = 0
+
+        def step(self, view: MetricsView, control: Control) -> None:
+            self.rounds += 1
+            if self.rounds == 2:
+                first = next(session for session, _ in view.session_stages if session != "busy")
+                control.migrate(first, "Echo#0", "Echo#1")
+            SRTF().step(view, control)
+
+    def body(cluster: TwoInstances) -> None:
+        control = GlobalController(cluster, MoveInRoundTwo())
+        cluster.call("busy", 1, "Echo#0")
+        cluster.call("a", 2, "Echo#0")
+        cluster.call("b", 2, "Echo#0")
+        control.step()
+        order = [session for session, _ in control.session_stages]
+        cluster.call(order[-1], 5, "Echo#0")  # the last session's priority changes in round two
+        control.step()
+        assert dict(control.session_stages) == {("busy", "Echo"): 1, (order[1], "Echo"): 2, (order[2], "Echo"): 5}
+        assert cluster.instances["Echo#1"].load == 1
+        assert cluster.node_store.decisions.priority(order[2], "Echo") == 5
+
+    run_two(body)
