@@ -30,22 +30,22 @@ class HeadOfLineMigration(Policy):
 
 
 class ResourceReassignment(Policy):
-    """Instances move from the least to the most loaded agent (within min/max)."""
+    """An idle instance of the least pressured agent becomes one of the most pressured (GPUs stay constant)."""
 
     name = "reassign"
     threshold = 2.0  # queued calls per instance that count as overloaded
 
     def step(self, view: MetricsView, control: Control) -> None:
-        def pressure(component: str) -> float:
-            instances = view.of(component)
-            return sum(i.queue_length for i in instances) / max(len(instances), 1)
+        def pressure(agent: str) -> float:
+            return sum(i.queue_length for i in view.of(agent)) / max(len(view.of(agent)), 1)
 
-        agents = sorted(view.components(), key=pressure)
+        agents = sorted((c for c in view.components() if view.of(c) and view.of(c)[0].kind == "agent"), key=pressure)
         if len(agents) < 2 or pressure(agents[-1]) < self.threshold:
             return
         idle = [i for i in view.of(agents[0]) if i.load == 0]
-        if idle and control.provision(agents[-1]) is not None:
-            control.kill(idle[-1].id)
+        added = control.provision(agents[-1]) if idle else None
+        if added is not None and not control.kill(idle[-1].id):
+            control.kill(added)  # the donor is at min_instances: give the new one back
 
 
 class SessionPriority(Policy):
@@ -94,15 +94,21 @@ class LPT(Policy):
 
 
 class StickyFCFS(Policy):
-    """Baseline (AutoGen/CrewAI-like): a session is pinned to one instance per agent, first come first served."""
+    """Baseline (AutoGen/CrewAI-like): sessions are bound to instances by hash, first come first served.
+
+    Load is never looked at: new sessions spread evenly (equal weights), and a
+    session, once seen, stays on the instance its id hashes to.
+    """
 
     name = "sticky-fcfs"
 
     def step(self, view: MetricsView, control: Control) -> None:
+        for component in view.components():
+            ids = sorted(i.id for i in view.instances.values() if i.component == component)
+            control.route_weights(component, ids, [1.0] * len(ids))
         for session, component in view.session_stages:
-            instances = sorted(i.id for i in view.instances.values() if i.component == component)
-            pinned = instances[zlib.crc32(session.encode()) % len(instances)]
-            control.route(session, component, pinned)
+            ids = sorted(i.id for i in view.instances.values() if i.component == component)
+            control.route(session, component, ids[zlib.crc32(session.encode()) % len(ids)])
 
 
 class RayLike(Policy):

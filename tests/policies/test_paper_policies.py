@@ -90,6 +90,22 @@ def test_reassignment_moves_an_instance_to_the_overloaded_agent() -> None:
     assert quiet.calls == []
 
 
+def test_reassignment_moves_gpus_between_agents_only_and_keeps_their_number() -> None:
+    tool = InstanceMetrics("lint#0", "lint", "tool", "w0", True, False, 0, 0, 16, 0, frozenset(), 0.0, 0.0)
+    control = Recorder()
+    ResourceReassignment().step(view([tool, inst("Code#0", queue=6, running=1)]), control)
+    assert control.calls == []  # a tool's slot is not a GPU for an agent
+
+    class AtMinimum(Recorder):
+        def kill(self, instance: str) -> bool:
+            self.calls.append(("kill", instance))
+            return instance.endswith("#new")
+
+    refused = AtMinimum()
+    ResourceReassignment().step(view([inst("Chat#0"), inst("Code#0", queue=6, running=1)]), refused)
+    assert refused.calls == [("provision", "Code"), ("kill", "Chat#0"), ("kill", "Code#new")]
+
+
 def test_session_priority_is_figure_6() -> None:
     v = view([inst("A#0", queue=1, running=1, waiting=frozenset({"vip"})), inst("A#1")])
     control = Recorder()
@@ -119,7 +135,12 @@ def test_baselines() -> None:
     v = view([inst("A#0"), inst("A#1")], [fut("F1", "A#0", session="s1"), fut("F2", "A#1", session="s1")])
     sticky = Recorder()
     StickyFCFS().step(v, sticky)
-    assert len({c[3] for c in sticky.calls}) == 1  # one session, one instance
+    assert sticky.calls[0] == ("weights", "A", ["A#0", "A#1"], [1.0, 1.0])  # load-oblivious for new sessions
+    routes = [c for c in sticky.calls if c[0] == "route"]
+    assert len(routes) == 1 and routes[0][1:3] == ("s1", "A")  # one session, one instance
+    again = Recorder()
+    StickyFCFS().step(v, again)
+    assert again.calls == sticky.calls  # a hash, not a load-dependent choice
     ray = Recorder()
     RayLike().step(v, ray)
     assert ray.calls == []
