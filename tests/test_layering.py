@@ -25,6 +25,7 @@ FORBIDDEN = {
     "policies": {"frontend", "passes", "codegen", "cli"},
     "graph": {"frontend", "passes", "codegen", "executor", "cli", "policies"},
     "llm": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph"},
+    "workloads": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph", "llm"},
 }
 
 
@@ -73,12 +74,12 @@ def test_public_api() -> None:
         assert hasattr(nalarc, name), name
     public = {n for n in dir(nalarc) if not n.startswith("_")}
     # every public attribute is exported on purpose (submodules aside)
-    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "annotations"}
+    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations"}
     assert public - submodules <= set(nalarc.__all__), sorted(public - submodules - set(nalarc.__all__))
 
 
 def test_subpackages_declare_all() -> None:
-    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm"):
+    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads"):
         module = __import__(f"nalarc.{sub}", fromlist=["__all__"])
         assert module.__all__, sub
         for name in module.__all__:

@@ -1,21 +1,4 @@
-"""Workloads: the requests an app is served under, written next to the app.
-
-An app may define one function decorated with :func:`workload`; ``nalarc run
-APP --rate R --duration S`` (without ``--input``) then replays what it
-yields, open loop, and prints a latency table.  It yields :class:`Request`
-(one request at a fixed time) and :class:`Session` (a conversation: the first
-request at a fixed time, each later one ``think`` seconds after the previous
-reply, as a user would send it).  The helpers build the usual shapes: Poisson
-arrivals and mixes that shift in phases.
-
-    @workload
-    def traffic(rate, duration, seed=0):
-        rng = random.Random(seed)
-        for at in poisson_times(rate, duration, rng):
-            yield Request(at, {"question": rng.choice(QUESTIONS)})
-
-Plain Python ignores all of this (the decorator only marks the function).
-"""
+"""The workload generator API and the trace helpers (see :mod:`nalarc.workloads`)."""
 
 from __future__ import annotations
 
