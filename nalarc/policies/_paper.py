@@ -1,10 +1,10 @@
 """The paper's policies (§6.2, §8.5, §8.8) and the baselines that model other frameworks.
 
 Each ``step`` reads the :class:`MetricsView` and calls the :class:`Control`;
-each fits in about a dozen lines.  SRTF, session priority, resource
+each fits in about a dozen lines.  SRTF, LPT, session priority, resource
 reassignment and the baselines read only aggregates, so a round stays cheap at
 100K futures; head-of-line migration reads the oldest queued calls of busy
-instances, and LPT every live future (O(futures) per round).
+instances.
 """
 
 from __future__ import annotations
@@ -76,21 +76,23 @@ class SRTF(Policy):
 
 
 class LPT(Policy):
-    """Longest processing time first: jobs that re-enter an agent (failed, retried) go first."""
+    """Longest processing time first: a job that comes back to an agent (a failed task re-entering) goes first."""
 
     name = "lpt"
 
     def __init__(self) -> None:
-        self.seen: dict[tuple[str, str], set[str]] = {}
+        self.returns: Counter[tuple[str, str]] = Counter()  # (session, agent) -> times it came back
+        self.present: set[tuple[str, str]] = set()
+        self.seen: set[tuple[str, str]] = set()
 
     def step(self, view: MetricsView, control: Control) -> None:
-        visits: Counter[tuple[str, str]] = Counter()
-        for f in view.futures:
-            ids = self.seen.setdefault((f.request, f.component), set())
-            ids.add(f.id)
-            visits[(f.session, f.component)] = max(visits[(f.session, f.component)], len(ids))
-        for (session, component), count in visits.items():
-            control.set_priority(session, count - 1, agent=component)
+        now = set(view.session_stages)  # (session, agent) pairs with live calls: an aggregate, O(sessions)
+        for session, agent in now - self.present:
+            if (session, agent) in self.seen:  # it left this agent and is back
+                self.returns[(session, agent)] += 1
+                control.set_priority(session, self.returns[(session, agent)], agent=agent)
+        self.seen |= now
+        self.present = now
 
 
 class StickyFCFS(Policy):

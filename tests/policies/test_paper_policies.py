@@ -122,13 +122,18 @@ def test_srtf_puts_later_stages_first() -> None:
 
 def test_lpt_puts_reentering_jobs_first() -> None:
     policy, control = LPT(), Recorder()
-    policy.step(view([inst("Plan#0", queue=2)], [fut("F1", "Plan#0", session="a", request="ra"),
-                                                 fut("F2", "Plan#0", session="b", request="rb")]), control)
-    control.calls.clear()
-    # request ra comes back to the planner (a failed task re-enters): it goes first now
-    policy.step(view([inst("Plan#0", queue=2)], [fut("F3", "Plan#0", session="a", request="ra"),
-                                                 fut("F4", "Plan#0", session="c", request="rc")]), control)
-    assert ("priority", "a", 1, "Plan") in control.calls and ("priority", "c", 0, "Plan") in control.calls
+
+    def at_planner(*sessions: str) -> MetricsView:
+        return view([inst("Plan#0", queue=len(sessions))], [fut(f"F{s}", "Plan#0", session=s) for s in sessions])
+
+    policy.step(at_planner("a", "b"), control)
+    policy.step(at_planner("b"), control)  # a went on to the developers; b is still being planned
+    assert control.calls == []  # nobody came back yet
+    policy.step(at_planner("a", "b", "c"), control)  # a failed its tests and re-enters; c is new
+    assert control.calls == [("priority", "a", 1, "Plan")]
+    policy.step(at_planner("c"), control)
+    policy.step(at_planner("a", "c"), control)  # a's third attempt
+    assert control.calls[-1] == ("priority", "a", 2, "Plan")
 
 
 def test_baselines() -> None:
