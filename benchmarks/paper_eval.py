@@ -91,7 +91,7 @@ WORKLOADS = {
     ),
     "router": Workload(
         "router", "examples/router.py", {"ChatAgent": 2, "CodeAgent": 2},
-        rates=[8.0, 14.0, 20.0], duration=15.0,
+        rates=[8.0, 12.0, 16.0], duration=15.0,
     ),
     "swe": Workload(
         "swe", "examples/software_engineering.py", {"Planner": 2, "Developer": 2, "Tester": 2},

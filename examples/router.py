@@ -85,7 +85,7 @@ def route(query: str):
 
 
 @workload
-def workload(rate: float, duration: float, seed: int = 0, period: float = 5.0):
+def workload(rate: float, duration: float, seed: int = 0, period: float = 10.0):
     """Poisson arrivals; the share of code queries alternates 5% / 95% every ``period`` seconds."""
     rng = random.Random(seed)
     for index, at in enumerate(poisson_times(rate, duration, rng)):

@@ -90,7 +90,7 @@ def test_workload_generators(name: str, tmp_path: Path) -> None:
                        or "regex" in a.inputs["query"].lower() or "test" in a.inputs["query"].lower()
                        for a in window) / len(window)
 
-        assert code_share(0, 5) < 0.3 and code_share(5, 10) > 0.7 and code_share(10, 15) < 0.3
+        assert code_share(0, 10) < 0.3 and code_share(10, 20) > 0.7
 
 
 def test_cli_runs_the_workload_and_prints_the_latency_table(tmp_path: Path) -> None:
