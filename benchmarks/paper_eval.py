@@ -18,6 +18,8 @@ Systems, each on the same app, the same instances and the same trace:
   served, fixed placement, no batching across requests.
 * ``ray-like``: the compiled app, shortest queue when a call is made, nothing
   moves afterwards.
+* ``nalarc-no-batching`` (software engineering): nalarc's policies without
+  batching across requests, to tell the two apart.
 * ``threads``: the app as plain Python, one thread per request (calls run in
   program order, as written), the same number of GPUs per model with a
   session always on the same one.
@@ -96,7 +98,7 @@ WORKLOADS = {
     "swe": Workload(
         "swe", "examples/software_engineering.py", {"Planner": 2, "Developer": 2, "Tester": 2},
         rates=[], duration=0.0, kind="makespan", burst=32, repeat=3,
-        systems=("nalarc", "nalarc+lpt", "sticky-fcfs", "ray-like", "threads"),
+        systems=("nalarc", "nalarc+lpt", "nalarc-no-batching", "sticky-fcfs", "ray-like", "threads"),
     ),
 }
 
@@ -108,6 +110,7 @@ POLICIES = {
     "nalarc": ("nalar", True),
     "nalarc+lpt": ("nalar+lpt", True),
     "nalarc+srtf": ("nalar+srtf", True),
+    "nalarc-no-batching": ("nalar", False),
     "sticky-fcfs": ("sticky-fcfs", False),
     "ray-like": ("ray-like", False),
 }
@@ -376,6 +379,8 @@ def main() -> None:
     os.environ["NALARC_LLM_TIME_SCALE"] = str(args.time_scale)
     # Every GPU runs at most AGENT_CONCURRENCY sequences at once, served or plain.
     os.environ["NALARC_LLM_MAX_BATCH"] = str(AGENT_CONCURRENCY)
+    out = args.out.resolve() if args.out else None
+    plots = args.plots.resolve() if args.plots else None
     os.chdir(ROOT)
     started = time.perf_counter()
     rates = [float(r) for r in args.rates.split(",")] if args.rates else None
@@ -383,11 +388,11 @@ def main() -> None:
     rows = evaluate(names, args.quick, args.seed, args.interval, rates, systems)
     extra = {"comparisons": comparisons(rows, args.slo), "time_scale": args.time_scale, "quick": args.quick,
              "seconds": time.perf_counter() - started}
-    if args.plots is not None:
-        args.plots.mkdir(parents=True, exist_ok=True)
-        extra["plots"] = [str(p) for p in plot(rows, args.plots)]
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+        extra["plots"] = [str(p) for p in plot(rows, plots)]
     columns = ["workload", "system", "rate", "requests", "errors", "mean", "p50", "p95", "p99", "makespan", "imbalance"]
-    report("paper evaluation (seconds)", rows, columns, args.out, extra)
+    report("paper evaluation (seconds)", rows, columns, out, extra)
 
 
 if __name__ == "__main__":
