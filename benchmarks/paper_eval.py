@@ -38,7 +38,6 @@ import contextlib
 import importlib.util
 import os
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -192,7 +191,7 @@ async def _plain(work: Workload, arrivals: list[Arrival]) -> dict[str, Any]:
 
     _client._ENGINES.clear()  # fresh GPUs (empty KV caches) for every run
     module = _import_plain(work)
-    result = await run_load(_PlainService(module), arrivals, progress=False)  # type: ignore[arg-type]
+    result = await run_load(_PlainService(module), arrivals, progress=False)
     result["imbalance"] = {}
     return result
 
@@ -400,4 +399,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

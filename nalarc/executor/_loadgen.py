@@ -22,7 +22,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from rich.console import Console
@@ -31,7 +31,7 @@ from rich.table import Table
 
 from .._errors import NalarcError
 from ..workloads import Request, Session, is_workload
-from ._app import LoadedApp, Service, bind_inputs
+from ._app import LoadedApp, bind_inputs
 
 
 @dataclass
@@ -44,6 +44,12 @@ class Arrival:
     session: str = "default"
     #: A follow-up: sent this many seconds after the session's previous reply (``at`` is then a lower bound).
     think: float | None = None
+
+
+class Runs(Protocol):
+    """What a load runs against: a :class:`~nalarc.executor.Service`, or anything that runs requests alike."""
+
+    async def run(self, workflow: str | None, inputs: dict[str, Any], session: str = "default") -> Any: ...
 
 
 def read_trace(path: Path) -> list[Arrival]:
@@ -166,7 +172,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def run_load(service: Service, arrivals: list[Arrival], *, console: Console | None = None,
+async def run_load(service: Runs, arrivals: list[Arrival], *, console: Console | None = None,
                    progress: bool = True) -> dict[str, Any]:
     """Fire every arrival at its time (open loop); wait for all; return the report.
 
