@@ -31,7 +31,7 @@ State (:class:`ControlledBackend`):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -47,6 +47,7 @@ from ._instance import InstanceController, QueuedCall, WorkerLike
 from ._local import InProcessBackend
 from ._statestore import StateStore
 from ._trace import Tracer
+from ._transport import DepRef
 
 
 @dataclass
@@ -70,6 +71,42 @@ class Placement:
     max_batch: int = 16
     #: merge queued calls of ``batchable`` agents (off: how frameworks without batching behave)
     batching: bool = True
+    #: push readiness: a call whose inputs are pending is placed at once, and each input's
+    #: value goes from the worker that produced it straight to the worker that needs it
+    #: (off: such a call waits in the driver and gets its inputs from the driver)
+    push: bool = True
+
+
+@dataclass(eq=False, slots=True)
+class _Placed:
+    """A call placed before its inputs were ready (``CallRecord.placed``)."""
+
+    #: Where it will run (its executor; a session migration moves it).
+    target: InstanceController[Any]
+    #: Its name in the producers' push lists.
+    key: int
+    #: input future -> (producer call id, the worker holding a copy for this call, the producer's worker id)
+    copies: dict[_rt.Pending, tuple[int, WorkerLike, str]] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class _Pushes:
+    """Where a producer's value goes when it is done (``CallRecord.pushes``)."""
+
+    #: consumer key -> (the worker it will run on, the consumer)
+    to: dict[int, tuple[WorkerLike, _rt.CallRecord]] = field(default_factory=dict)
+
+
+class _Sticky(dict[tuple[str, str], str]):
+    """``sticky``, telling the backend when a session's calls of a component move (placed calls follow)."""
+
+    def __init__(self, moved: Callable[[tuple[str, str], str], None]) -> None:
+        super().__init__()
+        self._moved = moved
+
+    def __setitem__(self, key: tuple[str, str], instance: str) -> None:
+        super().__setitem__(key, instance)
+        self._moved(key, instance)
 
 
 W = TypeVar("W", bound=WorkerLike)
@@ -134,11 +171,23 @@ class ControlledBackend(Generic[W]):
         self.store, self.placement, self.pool = store, placement, pool
         self.instances: dict[str, InstanceController[W]] = {}
         self.by_component: dict[str, list[str]] = {}
-        self.sticky: dict[tuple[str, str], str] = {}
+        self.sticky: dict[tuple[str, str], str] = _Sticky(self._session_moved)
         self._components: dict[str, tuple[ComponentSpec, int]] = {}
         self._instance_numbers: dict[str, Iterator[int]] = {}
         self._call_ids = itertools.count(1)
         self._inflight: dict[str, dict[int, tuple[QueuedCall, InstanceController[W]]]] = {}
+        # push readiness (see :meth:`place_call`)
+        self._keys = itertools.count(1)
+        self._placed_at: dict[str, int] = {}
+        self._placed_by_session: dict[tuple[str, str], set[_rt.CallRecord]] = {}
+        #: producer call id -> [its future, runs sent a DepRef to it and not done]: for ``need``
+        self._refs: dict[int, list[Any]] = {}
+        #: consumer call id -> the producer call ids it took by reference
+        self._run_refs: dict[int, tuple[int, ...]] = {}
+        self._probes: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
+        #: Inputs of placed calls: passed by reference (pushed), or sent by the driver.
+        self.push_stats = {"by_reference": 0, "from_driver": 0}
+        self._probe_ids = itertools.count(1)
         self._inline = InProcessBackend(store)
         self._nursery: trio.Nursery | None = None
         self.closing = False
@@ -231,12 +280,23 @@ class ControlledBackend(Generic[W]):
             self._finish(worker, *message[1:])
         elif kind == "call":
             self.nursery.start_soon(self._nested_call, worker, *message[1:])
+        elif kind == "need":
+            self._send_value(worker, message[1])
+        elif kind == "probe":
+            waiting = self._probes.pop(message[1], None)
+            if waiting is not None:
+                waiting[1].append(message[2])
+                waiting[0].set()
 
-    def _finish(self, worker: W, call_id: int, ok: bool, payload: Any, state: Any, text: str) -> None:
+    def _finish(self, worker: W, call_id: int, ok: bool, payload: Any, state: Any, text: str,
+                pushed: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> None:
         found = self._inflight.get(worker.id, {}).pop(call_id, None)
         if found is None:
             return
+        self._unref(call_id)
         entry, controller = found
+        if ok and entry.call.pushes is not None:
+            self._pushed(entry.call, call_id, worker, pushed)
         if entry.preempted and not ok:
             # Preempted: queue it again; it runs when a slot frees (maybe this one).
             entry.preempted = False
@@ -274,8 +334,10 @@ class ControlledBackend(Generic[W]):
 
     def lost(self, worker: W, signal: int | None) -> None:
         """Calls in flight on a dead worker: re-run if retry-safe, else fail with :class:`BrokenWorkerError`."""
-        lost = list(self._inflight.pop(worker.id, {}).values())
-        for entry, controller in lost:
+        lost = self._inflight.pop(worker.id, {})
+        for call_id in lost:
+            self._unref(call_id)
+        for entry, controller in lost.values():
             controller.release(entry)
             if _retry_safe(controller.spec) and entry.attempts < 3:
                 entry.attempts += 1
@@ -308,16 +370,27 @@ class ControlledBackend(Generic[W]):
     def send_run(self, controller: InstanceController[W], entry: QueuedCall, state: Any) -> None:
         call = entry.call
         call_id = self._track(controller, entry)
-        message = ("run", call_id, controller.id, controller.spec.key, call.method, call.args, call.kwargs,
-                   call.session, call.request, state)
-        self.pool.send(controller.worker, message, (call.args, call.kwargs, state))
+        args, kwargs = call.args, call.kwargs
+        deps: tuple[tuple[int, str], ...] = ()
+        push: tuple[tuple[str, int], ...] = ()
+        if call.placed is not None:
+            args, kwargs, deps = self._inputs_for(call, controller.worker, call_id)
+        call.attempt = (controller.worker, call_id)  # consumers placed later are sent there
+        if call.pushes is not None:
+            push = tuple((worker.id, key) for key, (worker, _) in call.pushes.to.items())
+        message = ("run", call_id, controller.id, controller.spec.key, call.method, args, kwargs,
+                   call.session, call.request, state, deps, push)
+        self.pool.send(controller.worker, message, (args, kwargs, state))
 
     async def send_batch(self, controller: InstanceController[W], batch: list[QueuedCall]) -> None:
         items = []
         for entry in batch:
             call = entry.call
-            items.append((self._track(controller, entry), call.method, call.args, call.kwargs, call.session,
-                          call.request))
+            call_id = self._track(controller, entry)
+            args, kwargs = call.args, call.kwargs
+            if call.placed is not None:  # a batch takes its inputs from the driver
+                args, kwargs, _ = self._inputs_for(call, None, call_id)
+            items.append((call_id, call.method, args, kwargs, call.session, call.request))
         self.pool.send(controller.worker, ("run_batch", controller.id, controller.spec.key, items))
 
     async def send_preempt(self, controller: InstanceController[W], hook: str) -> None:
@@ -353,8 +426,14 @@ class ControlledBackend(Generic[W]):
         return self.instances[best]
 
     def _least_loaded(self, instance: str) -> tuple[bool, int, str]:
+        """Calls placed there and still waiting for their inputs count as load too.
+
+        (``getattr``: benchmarks/controlplane.py runs this method on an emulated
+        cluster, which places nothing.)
+        """
         controller = self.instances[instance]
-        return not controller.worker.alive, controller.load, instance
+        placed: dict[str, int] | None = getattr(self, "_placed_at", None)
+        return not controller.worker.alive, controller.load + (placed.get(instance, 0) if placed else 0), instance
 
     async def execute(self, call: _rt.CallRecord) -> Any:
         directives = call.spec.directives
@@ -384,8 +463,162 @@ class ControlledBackend(Generic[W]):
         if directives.retries or directives.timeout is not None:
             return False
         priority = self.node_store.decisions.priority(call.session, call.spec.name)
-        self._route(call).submit(QueuedCall(call, priority=priority))
+        if call.placed is None:
+            controller = self._route(call)
+        else:
+            self._unplace(call)
+            target: InstanceController[W] = call.placed.target
+            controller = target if self.instances.get(target.id) is target else self._route(call)
+        controller.submit(QueuedCall(call, priority=priority))
         return True
+
+    # -- push readiness ----------------------------------------------------
+    #
+    # A call whose inputs are pending is *placed* when it is made: routed to
+    # its instance (its executor), and registered with each producer as a
+    # consumer on that instance's worker.  When a producer succeeds, its
+    # worker pushes the value to those workers and says so in ``done``
+    # (``pushed``).  The call enters its instance's queue when its last input
+    # settles here (so the controller's limit and priorities apply as to any
+    # call, and a failed input fails it exactly as before); ``send_run`` then
+    # passes each input by reference if a copy went to the worker it runs on,
+    # and the value itself otherwise (the call moved, or registered too late),
+    # releasing copies that will not be used.  The driver still receives
+    # every value, and serves ``need`` when a push cannot arrive.
+
+    def place_call(self, call: _rt.CallRecord) -> bool:
+        """Place a call whose inputs are pending (see above); False: it waits in the driver."""
+        directives = call.spec.directives
+        if not self.placement.push or directives.retries or directives.timeout is not None:
+            return False
+        try:
+            controller = self._route(call)
+        except NalarcError:
+            return False  # no instance: raised when it is made the ordinary way
+        placed = call.placed = _Placed(controller, next(self._keys))
+        self._placed_at[controller.id] = self._placed_at.get(controller.id, 0) + 1
+        self._placed_by_session.setdefault((call.session, call.spec.key), set()).add(call)
+        for p in call.inputs:
+            if not p.done() and p.call is not None:
+                self._consume(p.call, placed.key, controller.worker, call)
+        return True
+
+    def forget_call(self, call: _rt.CallRecord) -> None:
+        """A placed call that will never run: its copies are released."""
+        if call.placed is None:
+            return
+        self._unplace(call)
+        for call_id, holder, _ in call.placed.copies.values():
+            self.pool.send(holder, ("release", call_id, 1))
+        call.placed.copies.clear()
+
+    def _consume(self, producer: _rt.CallRecord, key: int, worker: WorkerLike, consumer: _rt.CallRecord) -> None:
+        """Register ``consumer`` (on ``worker``) with ``producer``; tell its worker if it is running."""
+        pushes = producer.pushes
+        if pushes is None:
+            pushes = producer.pushes = _Pushes()
+        pushes.to[key] = (worker, consumer)
+        if producer.attempt is not None:  # it is running (or done there, and the worker ignores this)
+            running_on, call_id = producer.attempt
+            self.pool.send(running_on, ("consume", call_id, worker.id, key))
+
+    def _unplace(self, call: _rt.CallRecord) -> None:
+        """A placed call stops waiting (it starts, or never will)."""
+        placed = call.placed
+        assert placed is not None
+        left = self._placed_at[placed.target.id] - 1
+        if left:
+            self._placed_at[placed.target.id] = left
+        else:
+            del self._placed_at[placed.target.id]
+        waiting = self._placed_by_session[(call.session, call.spec.key)]
+        waiting.discard(call)
+        if not waiting:
+            del self._placed_by_session[(call.session, call.spec.key)]
+
+    def _session_moved(self, key: tuple[str, str], instance: str) -> None:
+        """A session's calls of a component now go to ``instance``: its placed calls follow.
+
+        Producers not yet done push to the new place from now on (the paper's
+        migration when the dependency has not been sent); a value already
+        pushed to the old place is released there and sent by the driver.
+        """
+        controller = self.instances.get(instance)
+        for call in list(self._placed_by_session.get(key, ())):
+            placed = call.placed
+            if controller is None or placed is None or placed.target is controller:
+                continue
+            self._placed_at[placed.target.id] -= 1
+            self._placed_at[controller.id] = self._placed_at.get(controller.id, 0) + 1
+            placed.target = controller
+            for p in call.inputs:
+                if not p.done() and p.call is not None:
+                    self._consume(p.call, placed.key, controller.worker, call)
+
+    def _pushed(self, producer: _rt.CallRecord, call_id: int, source: W,
+                pushed: tuple[tuple[str, tuple[int, ...]], ...]) -> None:
+        """A producer is done: record which consumer's copy went where (before its value settles them)."""
+        pushes, producer.pushes = producer.pushes, None
+        assert pushes is not None and producer.pending is not None
+        for worker_id, keys in pushed:
+            for key in keys:
+                registered = pushes.to.get(key)
+                consumer = registered[1] if registered is not None else None
+                if registered is None or registered[0].id != worker_id or consumer is None or consumer.placed is None:
+                    self._release_at(worker_id, call_id)  # a copy nobody there will take
+                    continue
+                consumer.placed.copies[producer.pending] = (call_id, registered[0], source.id)
+
+    def _release_at(self, worker_id: str, call_id: int) -> None:
+        worker = self.pool.workers.get(worker_id)
+        if worker is not None:
+            self.pool.send(worker, ("release", call_id, 1))
+
+    def _inputs_for(self, call: _rt.CallRecord, worker: W | None,
+                    call_id: int) -> tuple[tuple[Any, ...], dict[str, Any], tuple[tuple[int, str], ...]]:
+        """A placed call's arguments for ``worker``: by reference where a copy is there, else the value."""
+        placed = call.placed
+        assert placed is not None
+        copies, placed.copies = placed.copies, {}
+        refs: dict[_rt.Pending, DepRef] = {}
+        deps: list[tuple[int, str]] = []
+        for p, (producer_call, holder, source) in copies.items():
+            if holder is worker and worker is not None and worker.alive:
+                refs[p] = DepRef(producer_call)
+                deps.append((producer_call, source))
+                self._refs.setdefault(producer_call, [p, 0])[1] += 1
+            else:
+                self.pool.send(holder, ("release", producer_call, 1))
+        self.push_stats["by_reference"] += len(deps)
+        self.push_stats["from_driver"] += sum(1 for p in call.inputs if p not in refs)
+        if deps:
+            self._run_refs[call_id] = tuple(producer_call for producer_call, _ in deps)
+        value: Callable[[_rt.Pending], Any] = lambda p: refs.get(p) or p.result()  # noqa: E731
+        return _rt.with_values(call.args, value), _rt.with_values(call.kwargs, value), tuple(deps)
+
+    def _unref(self, call_id: int) -> None:
+        """A run that took values by reference is over: the driver stops keeping them for ``need``."""
+        for producer_call in self._run_refs.pop(call_id, ()):
+            held = self._refs[producer_call]
+            held[1] -= 1
+            if not held[1]:
+                del self._refs[producer_call]
+
+    def _send_value(self, worker: W, call_id: int) -> None:
+        """``need``: a pushed value that cannot arrive; the driver has it."""
+        held = self._refs.get(call_id)
+        if held is not None:
+            self.pool.send(worker, ("value", call_id, held[0].result()))
+
+    async def probe(self, worker: W) -> dict[str, Any]:
+        """What ``worker`` holds for push readiness (values kept, calls waiting): for tests and debugging."""
+        token = next(self._probe_ids)
+        done, box = trio.Event(), list[dict[str, Any]]()
+        self._probes[token] = (done, box)
+        self.pool.send(worker, ("probe", token))
+        with trio.fail_after(10):
+            await done.wait()
+        return box[0]
 
     def run_inline(self, spec: ComponentSpec, target: Any, method: str | None,
                    args: tuple[Any, ...], kwargs: dict[str, Any], session: str) -> Any:

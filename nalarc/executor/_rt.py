@@ -93,10 +93,28 @@ class Backend(Protocol):
 
 
 class DirectBackend(Backend, Protocol):
-    """A backend that can take a ready call synchronously (see :func:`_start_now`)."""
+    """A backend that takes calls synchronously, without a task per call (see :func:`_start_now`).
+
+    ``place_call`` and ``forget_call`` are optional (push readiness): a backend
+    without them gets calls only once their inputs are ready.
+    """
 
     def start_call(self, call: CallRecord) -> bool:
-        """Take ``call`` now and settle it later with :func:`complete_call`; False: use ``execute``."""
+        """Take ``call`` now and settle it later with :func:`complete_call`; False: use ``execute``.
+
+        A call placed by ``place_call`` comes back here when its inputs are
+        ready, with its futures still in its arguments (the backend decides
+        how each value reaches the worker).
+        """
+        ...
+
+    def place_call(self, call: CallRecord) -> bool:
+        """``call``'s inputs are not ready: choose where it will run, so their values can go there
+        directly.  False: the backend declines (the call waits in a task and is routed when ready)."""
+        ...
+
+    def forget_call(self, call: CallRecord) -> None:
+        """A placed call will never start (an input failed, or its frame was cancelled)."""
         ...
 
 
@@ -105,7 +123,7 @@ class CallRecord:
 
     __slots__ = (
         "spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage",
-        "inputs", "direct", "held",
+        "inputs", "direct", "held", "waiting", "placed", "pushes", "attempt",
     )
 
     def __init__(
@@ -130,6 +148,15 @@ class CallRecord:
         self.direct = False
         #: The request and session slots it holds while it runs (direct calls only).
         self.held: tuple[trio.CapacityLimiter, ...] = ()
+        #: Inputs not yet done, for a call placed before they were (see :func:`_wait_for_inputs`).
+        self.waiting = 0
+        #: The backend's own records (push readiness): where a placed call will
+        #: run, and where this call's value goes when it is done.  Any: each
+        #: backend defines them; the runtime only carries them.
+        self.placed: Any = None
+        self.pushes: Any = None
+        #: Where the backend sent it last (its own handle for that attempt).
+        self.attempt: Any = None
 
     @property
     def future_id(self) -> str:
@@ -152,12 +179,19 @@ class CallRecord:
 class Pending:
     """A future.  Compiled code never exposes it to uncompiled code."""
 
-    __slots__ = ("_done", "_event", "_value", "_error", "seq", "frame", "label", "observed", "__weakref__")
+    __slots__ = (
+        "_done", "_event", "_callbacks", "_value", "_error", "seq", "frame", "label", "observed", "call",
+        "__weakref__",
+    )
 
     def __init__(self, frame: Frame | None, seq: int, label: str) -> None:
         self._done = False
         #: Made by the first task that waits (most futures are ready before anyone looks).
         self._event: trio.Event | None = None
+        #: Run when the future settles (calls placed before their inputs were ready).
+        self._callbacks: list[Callable[[], None]] | None = None
+        #: The component call that produces it.
+        self.call: CallRecord | None = None
         self._value: Any = None
         self._error: BaseException | None = None
         self.seq, self.frame, self.label = seq, frame, label
@@ -181,16 +215,27 @@ class Pending:
     def set_value(self, value: Any) -> None:
         assert not self._done, "a future's value is immutable once set"
         self._value = value
-        self._done = True
-        if self._event is not None:
-            self._event.set()
+        self._settled()
 
     def set_error(self, error: BaseException) -> None:
         assert not self._done, "a future's value is immutable once set"
         self._error = error
+        self._settled()
+
+    def _settled(self) -> None:
         self._done = True
         if self._event is not None:
             self._event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once this future settles (in the trio thread that settles it)."""
+        if self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
     async def wait(self) -> None:
         if self._done:
@@ -269,8 +314,10 @@ class Runtime:
 
     def __init__(self, backend: Backend, per_request: int = 256, per_session: int = 1024) -> None:
         self.backend = backend
-        #: The backend's synchronous entry for ready calls, if it has one.
+        #: The backend's synchronous entries (see :class:`DirectBackend`), if it has them.
         self.start_call: Callable[[CallRecord], bool] | None = getattr(backend, "start_call", None)
+        self.place_call: Callable[[CallRecord], bool] | None = getattr(backend, "place_call", None)
+        self.forget_call: Callable[[CallRecord], None] | None = getattr(backend, "forget_call", None)
         #: Last call of (session, agent key) for in-order execution.
         self.chains: dict[tuple[str, str], Pending] = {}
         self.thread_limiter = trio.CapacityLimiter(256)
@@ -490,6 +537,7 @@ def call(
     else:
         inputs = []  # atoms only (the common case): nothing to copy, no future inside
     record = CallRecord(spec, target, method, args, kwargs, frame.session, frame.request, pending)
+    pending.call = record
     record.stage = flags >> STAGE_SHIFT
     record.inputs = inputs
     predecessor = _chain(frame, spec, pending)
@@ -522,11 +570,19 @@ def _start_now(frame: Frame, record: CallRecord, flags: int, predecessor: Pendin
     if start is None or flags & EFFECT or (predecessor is not None and not predecessor.done()):
         return False
     if record.inputs:
-        if not all(p.done() and not p.failed() for p in record.inputs):
-            return False
+        waiting = [p for p in record.inputs if not p.done()]
+        if waiting:
+            return _wait_for_inputs(frame, record, waiting)
+        if any(p.failed() for p in record.inputs):
+            return False  # the task raises it, exactly as a call that waited would
         record.args, record.kwargs = _md_now(record.args), _md_now(record.kwargs)
     if frame.top and not _hold_slots(frame, record):
         return False
+    return _start_direct(frame, record, start)
+
+
+def _start_direct(frame: Frame, record: CallRecord, start: Callable[[CallRecord], bool]) -> bool:
+    """Give a call that holds its slots to the backend (False: it declined; the slots are freed)."""
     record.direct = True
     try:
         started = start(record)
@@ -537,6 +593,84 @@ def _start_now(frame: Frame, record: CallRecord, flags: int, predecessor: Pendin
         record.direct = False
         _release_slots(record)
     return started
+
+
+def _wait_for_inputs(frame: Frame, record: CallRecord, waiting: list[Pending]) -> bool:
+    """Push readiness: the backend places the call now; it starts when its last input settles.
+
+    No task waits for it: each input's settling counts down ``record.waiting``;
+    the last one starts :func:`_inputs_ready`.  False: the backend cannot place it.
+    """
+    place = frame.runtime.place_call
+    if place is None or not place(record):
+        return False
+    record.waiting = len(waiting)
+    for p in waiting:
+        p.when_done(lambda: _input_settled(frame, record))
+    return True
+
+
+def _input_settled(frame: Frame, record: CallRecord) -> None:
+    record.waiting -= 1
+    if record.waiting:
+        return
+    if frame.nursery.cancel_scope.cancel_called:
+        _forget(frame, record)  # the frame failed meanwhile: like a cancelled wait, the call never starts
+        return
+    try:
+        frame.nursery.start_soon(_inputs_ready, frame, record)
+    except RuntimeError:  # the frame is over
+        _forget(frame, record)
+
+
+async def _inputs_ready(frame: Frame, record: CallRecord) -> None:
+    """A placed call's inputs have all settled: fail it, or start it where it is placed.
+
+    It starts one scheduling step later, as a call waiting in a task would,
+    so that a migration decided when the value arrived still applies.
+    Slots are taken now (as :func:`_run_call` does after its wait), not
+    while the inputs were pending.
+    """
+    try:
+        await trio.lowlevel.checkpoint()
+        failed = [p for p in record.inputs if p.failed()]
+        if failed:
+            _forget(frame, record)
+            complete_call(record, min(failed, key=lambda p: p.seq)._error, None)
+            return
+        if frame.top and not _hold_slots(frame, record):
+            await _acquire_slots(frame, record)
+    except trio.Cancelled:
+        _forget(frame, record)
+        raise
+    _start_placed(frame, record)
+
+
+async def _acquire_slots(frame: Frame, record: CallRecord) -> None:
+    by_request, by_session = frame.runtime.slots(frame.session, frame.request)
+    await by_request.acquire_on_behalf_of(record.pending)
+    try:
+        await by_session.acquire_on_behalf_of(record.pending)
+    except BaseException:
+        by_request.release_on_behalf_of(record.pending)
+        raise
+    record.held = (by_request, by_session)
+
+
+def _forget(frame: Frame, record: CallRecord) -> None:
+    if frame.runtime.forget_call is not None:
+        frame.runtime.forget_call(record)
+
+
+def _start_placed(frame: Frame, record: CallRecord) -> None:
+    """A placed call's inputs are ready and its slots held: start it where it was placed.
+
+    Should the backend decline after all, the call takes the ordinary path (a task).
+    """
+    start = frame.runtime.start_call
+    assert start is not None
+    if not _start_direct(frame, record, start):
+        frame.nursery.start_soon(_run_call, frame, record, 0, None)
 
 
 def _hold_slots(frame: Frame, record: CallRecord) -> bool:
@@ -1151,6 +1285,20 @@ def _md_now(x: Any) -> Any:
         return x
     if t is tuple:
         return tuple(_md_now(v) for v in x)
+    return x
+
+
+def with_values(x: Any, value: Callable[[Pending], Any]) -> Any:
+    """``x`` with every future ``p`` in it replaced by ``value(p)`` (containers copied, not changed)."""
+    t = type(x)
+    if t is Pending:
+        return value(x)
+    if t is tuple:
+        return tuple(with_values(v, value) for v in x)
+    if t is list:
+        return [with_values(v, value) for v in x]
+    if t is dict:
+        return {k: with_values(v, value) for k, v in x.items()}
     return x
 
 

@@ -49,9 +49,29 @@ HEADER = struct.Struct(">I")
 READ_SIZE = 256 * 1024
 #: A frame at least this large is read straight into a buffer of its own size.
 LARGE_FRAME = 1024 * 1024
-#: How many atoms and containers :func:`dumps` inspects before it stops trusting the C pickler.
+#: How many values :func:`dumps` looks at before it leaves the message to cloudpickle.
 _PLAIN_BUDGET = 256
-_ATOMS = frozenset({int, float, str, bool, type(None), bytes, complex})
+
+
+class DepRef:
+    """In a call's arguments on the wire: the value of producer call ``call_id``, pushed to the worker.
+
+    See push readiness in ``_worker_main``: the worker replaces it before the call runs.
+    """
+
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id: int) -> None:
+        self.call_id = call_id
+
+    def __reduce__(self) -> tuple[type[DepRef], tuple[int]]:
+        return DepRef, (self.call_id,)
+
+    def __repr__(self) -> str:
+        return f"DepRef({self.call_id})"
+
+
+_ATOMS = frozenset({int, float, str, bool, type(None), bytes, complex, DepRef})
 
 
 def framed(payload: bytes) -> bytes:
@@ -89,13 +109,13 @@ def _is_plain(values: tuple[Any, ...]) -> bool:
     stack: list[Any] = list(values)
     budget = _PLAIN_BUDGET
     while stack:
+        budget -= 1
+        if budget < 0:
+            return False  # looking further costs more than cloudpickle's own overhead
         x = stack.pop()
         t = type(x)
         if t in _ATOMS:
             continue
-        budget -= 1
-        if budget < 0:
-            return False
         if t is tuple or t is list:
             stack.extend(x)
         elif t is dict:
@@ -196,6 +216,8 @@ class FramedStream:
         self._drained = trio.Event()
         self._drained.set()
         self.broken = False
+        #: Bytes received and sent (frames with their headers): what went through the driver.
+        self.bytes_in = self.bytes_out = 0
 
     # -- sending -----------------------------------------------------------
 
@@ -209,6 +231,7 @@ class FramedStream:
         if len(payload) > MAX_FRAME:
             raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
         header = HEADER.pack(len(payload))
+        self.bytes_out += len(header) + len(payload)
         if self._backlog or self.broken:
             self._queue(header + payload)
             return
@@ -275,6 +298,7 @@ class FramedStream:
             raise ConnectionClosed(f"connection lost: {error}") from error
         if count == 0:
             raise ConnectionClosed("connection closed by the peer")
+        self.bytes_in += count
 
     async def receive_bytes(self) -> bytes | bytearray:
         """The next frame's payload."""
@@ -398,10 +422,17 @@ def accept_blocking(channel: BlockingChannel, secret: bytes) -> str:
 
 def connect_blocking(channel: BlockingChannel, secret: bytes, own_id: str) -> None:
     """Connecting side for threads (a worker, to the driver or to a sibling): prove, then check the proof."""
-    nonce = bytes(channel.receive_bytes())
-    peer = own_id.encode("ascii")
-    channel.send_bytes(peer)
-    channel.send_bytes(mac(secret, nonce, b"worker", peer))
-    answer = bytes(channel.receive_bytes())
+    timeout = channel.sock.gettimeout()
+    channel.sock.settimeout(10)  # a listener that never answers must not hang us
+    try:
+        nonce = bytes(channel.receive_bytes())
+        peer = own_id.encode("ascii")
+        channel.send_bytes(peer)
+        channel.send_bytes(mac(secret, nonce, b"worker", peer))
+        answer = bytes(channel.receive_bytes())
+    except (OSError, EOFError) as error:
+        raise AuthenticationError(f"handshake failed: {error}") from error
+    finally:
+        channel.sock.settimeout(timeout)
     if not hmac.compare_digest(answer, mac(secret, nonce, b"driver", peer)):
         raise AuthenticationError("the peer failed to prove it knows the run's secret")
