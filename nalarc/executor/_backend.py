@@ -462,14 +462,13 @@ class ControlledBackend(Generic[W]):
         directives = call.spec.directives
         if directives.retries or directives.timeout is not None:
             return False
-        priority = self.node_store.decisions.priority(call.session, call.spec.name)
         if call.placed is None:
             controller = self._route(call)
         else:
             self._unplace(call)
             target: InstanceController[W] = call.placed.target
             controller = target if self.instances.get(target.id) is target else self._route(call)
-        controller.submit(QueuedCall(call, priority=priority))
+        controller.submit(QueuedCall(call, priority=0))  # submit applies the session's installed priority
         return True
 
     # -- push readiness ----------------------------------------------------

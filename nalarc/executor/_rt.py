@@ -17,6 +17,15 @@ Region
     ``def``) that may need to block on a future.  Regions only run in worker
     threads, where blocking goes through ``trio.from_thread``.
 
+How a call starts (:func:`call`): one that needs no waiting goes to a
+:class:`DirectBackend` from the calling task, with no task of its own, and the
+backend settles its future (:func:`complete_call`); one whose inputs are
+pending is *placed* by such a backend and started when its last input settles
+(push readiness); anything else (ordered after earlier calls, a running
+predecessor, a backend without these entries) waits in a task,
+:func:`_run_call`.  All three fail a call whose input failed with that
+input's exception, without running it.
+
 This module is long on purpose: it is the single namespace generated code
 imports (``_nalarc_rt.m``, ``.call``, ``.dyn``...), and its parts share the
 ``Pending`` / ``Frame`` internals on every call's hot path.

@@ -344,8 +344,8 @@ class Worker:
                 if message[0] in _BOOKKEEPING:
                     self._bookkeeping(message)
                     continue
-                if message[0] == "run":
-                    self._pushes[message[1]] = dict((key, worker) for worker, key in message[11])
+                if message[0] == "run":  # registered before any later "consume" for it is read
+                    self._pushes[message[1]] = {key: worker for worker, key in message[11]} if message[11] else {}
                 with self._threads_lock:
                     self.busy += 1
                     everyone_busy = self.busy == self.threads
