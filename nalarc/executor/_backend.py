@@ -293,7 +293,8 @@ class ControlledBackend(Generic[W]):
         found = self._inflight.get(worker.id, {}).pop(call_id, None)
         if found is None:
             return
-        self._unref(call_id)
+        if self._run_refs:
+            self._unref(call_id)
         entry, controller = found
         if ok and entry.call.pushes is not None:
             self._pushed(entry.call, call_id, worker, pushed)

@@ -224,19 +224,24 @@ class Pending:
     def set_value(self, value: Any) -> None:
         assert not self._done, "a future's value is immutable once set"
         self._value = value
-        self._settled()
+        self._done = True
+        if self._event is not None:
+            self._event.set()
+        if self._callbacks is not None:
+            self._run_callbacks()
 
     def set_error(self, error: BaseException) -> None:
         assert not self._done, "a future's value is immutable once set"
         self._error = error
-        self._settled()
-
-    def _settled(self) -> None:
         self._done = True
         if self._event is not None:
             self._event.set()
-        callbacks, self._callbacks = self._callbacks, None
-        for callback in callbacks or ():
+        if self._callbacks is not None:
+            self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks or [], None
+        for callback in callbacks:
             callback()
 
     def when_done(self, callback: Callable[[], None]) -> None:

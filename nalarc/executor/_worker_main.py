@@ -417,7 +417,8 @@ class Worker:
             result, after = contextvars.copy_context().run(
                 self._in_context, spec, target, fn, is_async, method, args, kwargs, session_id, request,
                 instance_id, txn)
-            pushed = self._push(call_id, result)
+            targets = self._pushes.pop(call_id, None)
+            pushed = self._push(call_id, result, targets) if targets else ()
             payload = dumps(("done", call_id, True, result, after, "", pushed), (result, after))
         except Exception as error:  # noqa: BLE001 - delivered to the workflow
             self._pushes.pop(call_id, None)
@@ -434,15 +435,13 @@ class Worker:
         values = {call_id: self.values.take(call_id, source, ask) for call_id, source in deps}
         return _with_values(args, values), _with_values(kwargs, values)
 
-    def _push(self, call_id: int, result: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        """Send ``result`` to the workers whose queued calls need it; say where it went.
+    def _push(self, call_id: int, result: Any, targets: dict[int, str]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Send ``result`` to the workers whose queued calls need it (``targets``: key -> worker id);
+        say where it went.
 
         The pushes are queued to each sibling's sender thread, so the driver's
         copy (in ``done``) goes out at the same time.
         """
-        targets = self._pushes.pop(call_id, None)
-        if not targets:
-            return ()
         by_worker: dict[str, list[int]] = {}
         for key, worker_id in list(targets.items()):
             by_worker.setdefault(worker_id, []).append(key)
