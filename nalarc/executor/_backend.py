@@ -18,7 +18,10 @@ come back).  Those two sit behind :class:`WorkerPool`, with
 
 The pool moves message tuples; what they mean is fixed by the worker
 (``_worker_main``'s docstring lists them).  The core sends ``run``,
-``run_batch``, ``preempt``, ``result``; it receives ``done`` and ``call``.
+``run_batch``, ``preempt``, ``result`` and, for push readiness, ``consume``,
+``release``, ``value`` (and ``probe``); it receives ``done``, ``call``,
+``need`` (and ``probe``).  ``tests/executor/test_transport_pool.py`` runs the
+core over a pool of threads.
 
 State (:class:`ControlledBackend`):
     ``instances``    instance id -> its :class:`~nalarc.executor._instance.InstanceController`
@@ -26,6 +29,11 @@ State (:class:`ControlledBackend`):
     ``sticky``       (session, component key) -> instance id, for stateful and
                      managed-state agents (one session, one instance, in order)
     ``_inflight``    worker id -> {call id: (queued call, its controller)}: sent, not yet done
+    push readiness (see the comment above :meth:`ControlledBackend.place_call`):
+    ``_placed_at``   instance id -> calls placed there, waiting for their inputs
+    ``_placed_by_session`` (session, component key) -> those calls (a session migration moves them)
+    ``_refs``        producer call id -> [its future, runs that took it by reference and are not done]
+    ``_run_refs``    consumer call id -> the producer call ids it took by reference
 """
 
 from __future__ import annotations
