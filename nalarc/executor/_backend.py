@@ -512,13 +512,14 @@ class ControlledBackend(Generic[W]):
         return True
 
     def forget_call(self, call: _rt.CallRecord) -> None:
-        """A placed call that will never run: its copies are released."""
-        if call.placed is None:
+        """A placed call that will never run: its copies are released (once)."""
+        placed = call.placed
+        if placed is None:
             return
         self._unplace(call)
-        for call_id, holder, _ in call.placed.copies.values():
+        call.placed = None
+        for call_id, holder, _ in placed.copies.values():
             self.pool.send(holder, ("release", call_id, 1))
-        call.placed.copies.clear()
 
     def _consume(self, producer: _rt.CallRecord, key: int, worker: WorkerLike, consumer: _rt.CallRecord) -> None:
         """Register ``consumer`` (on ``worker``) with ``producer``; tell its worker if it is running."""

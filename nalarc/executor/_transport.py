@@ -74,13 +74,6 @@ class DepRef:
 _ATOMS = frozenset({int, float, str, bool, type(None), bytes, complex, DepRef})
 
 
-def framed(payload: bytes) -> bytes:
-    """``payload`` with its length header (small payloads: one buffer, one write)."""
-    if len(payload) > MAX_FRAME:
-        raise NalarcError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
-    return HEADER.pack(len(payload)) + payload
-
-
 def dumps(message: tuple[Any, ...], user: tuple[Any, ...] | None = None) -> bytes:
     """The payload of one message.
 
@@ -316,9 +309,6 @@ class FramedStream:
                 await self._fill()
         ready, self._ready = self._ready, []
         return [loads(payload) for payload in ready]
-
-    async def receive(self) -> tuple[Any, ...]:
-        return loads(await self.receive_bytes())
 
     async def aclose(self) -> None:
         await self.stream.aclose()
