@@ -52,6 +52,7 @@ from .._api import ComponentSpec, component_spec
 from .._errors import NalarcError, NalarcInternalError
 from ..ir import EFFECT as EFFECT  # call flags, or-ed together by the code generator
 from ..ir import STAGE_SHIFT as STAGE_SHIFT
+from ._containers import substitute
 
 __all__ = [
     "AgentHandle",
@@ -1304,16 +1305,7 @@ def _md_now(x: Any) -> Any:
 
 def with_values(x: Any, value: Callable[[Pending], Any]) -> Any:
     """``x`` with every future ``p`` in it replaced by ``value(p)`` (containers copied, not changed)."""
-    t = type(x)
-    if t is Pending:
-        return value(x)
-    if t is tuple:
-        return tuple(with_values(v, value) for v in x)
-    if t is list:
-        return [with_values(v, value) for v in x]
-    if t is dict:
-        return {k: with_values(v, value) for k, v in x.items()}
-    return x
+    return substitute(x, Pending, value)
 
 
 def bmd(x: Any) -> Any:

@@ -65,6 +65,7 @@ import cloudpickle
 from .._api import ComponentSpec, component_spec
 from .._errors import RemoteError
 from .._state import StateTransaction, _instance, _session, bind_transaction
+from ._containers import substitute
 from ._transport import (
     AuthenticationError,
     BlockingChannel,
@@ -433,7 +434,11 @@ class Worker:
         """The call's arguments with every :class:`DepRef` replaced by its value (waiting for pushes)."""
         ask = lambda call_id: self.channel.send(("need", call_id))  # noqa: E731
         values = {call_id: self.values.take(call_id, source, ask) for call_id, source in deps}
-        return _with_values(args, values), _with_values(kwargs, values)
+
+        def value(ref: DepRef) -> Any:
+            return values[ref.call_id]
+
+        return substitute(args, DepRef, value), substitute(kwargs, DepRef, value)
 
     def _push(self, call_id: int, result: Any, targets: dict[int, str]) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """Send ``result`` to the workers whose queued calls need it (``targets``: key -> worker id);
@@ -547,20 +552,6 @@ class Worker:
             replies = [("done", call_id, False, pickled, None, text, ()) for call_id, *_ in items]
         for reply in replies:
             self.channel.send(reply)
-
-
-def _with_values(x: Any, values: dict[int, Any]) -> Any:
-    """``x`` with every :class:`DepRef` replaced by its value (containers copied, not changed)."""
-    t = type(x)
-    if t is DepRef:
-        return values[x.call_id]
-    if t is tuple:
-        return tuple(_with_values(v, values) for v in x)
-    if t is list:
-        return [_with_values(v, values) for v in x]
-    if t is dict:
-        return {k: _with_values(v, values) for k, v in x.items()}
-    return x
 
 
 def _plain(value: Any) -> Any:

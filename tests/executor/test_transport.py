@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import trio
 
+from nalarc._errors import NalarcError
+from nalarc.executor._containers import substitute
 from nalarc.executor._transport import (
     LARGE_FRAME,
     MAX_FRAME,
@@ -25,8 +27,7 @@ from nalarc.executor._transport import (
     dumps,
     loads,
 )
-from nalarc.executor._worker_main import _Values, _with_values
-from nalarc._errors import NalarcError
+from nalarc.executor._worker_main import _Values
 
 SECRET = b"s" * 32
 
@@ -196,4 +197,5 @@ def test_a_call_asks_the_driver_when_its_producer_is_gone() -> None:
 
 def test_references_are_replaced_in_nested_arguments() -> None:
     args = (DepRef(1), [DepRef(2), {"k": DepRef(1)}], "plain")
-    assert _with_values(args, {1: "a", 2: "b"}) == ("a", ["b", {"k": "a"}], "plain")
+    values = {1: "a", 2: "b"}
+    assert substitute(args, DepRef, lambda ref: values[ref.call_id]) == ("a", ["b", {"k": "a"}], "plain")
