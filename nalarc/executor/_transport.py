@@ -36,6 +36,7 @@ import pickle
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -146,18 +147,20 @@ class _FrameBuffer:
         self.data = bytearray()
         self.large: bytearray | None = None
         self.filled = 0
+        # One receive buffer for the connection's life: reading into a fresh
+        # READ_SIZE bytes object costs an mmap, a page fault and an munmap per
+        # read (glibc serves it with mmap, and shrinking it never frees).
+        self._scratch = memoryview(bytearray(READ_SIZE))
 
-    def want(self) -> memoryview | None:
-        """Where to receive into if a large frame is half-read (else None: read ``READ_SIZE``)."""
-        if self.large is None:
-            return None
-        return memoryview(self.large)[self.filled:]
-
-    def received_into(self, count: int) -> None:
-        self.filled += count
-
-    def add(self, chunk: bytes) -> None:
-        self.data += chunk
+    def receive(self, recv_into: Callable[[memoryview], int]) -> int:
+        """One read from the peer (``recv_into(buffer)`` returns a count); 0 when it closed."""
+        if self.large is not None:
+            count = recv_into(memoryview(self.large)[self.filled:])
+            self.filled += count
+        else:
+            count = recv_into(self._scratch)
+            self.data += self._scratch[:count]
+        return count
 
     def frames(self, limit: int | None = None) -> list[bytearray | bytes]:
         """Every complete frame (at most ``limit``), removed from the buffer."""
@@ -275,16 +278,8 @@ class FramedStream:
     async def _fill(self) -> None:
         """Wait until the socket is readable, then take what is there (one read)."""
         await trio.lowlevel.wait_readable(self._fd)
-        frames = self._frames
-        target = frames.want()
         try:
-            if target is not None:
-                count = os.readv(self._fd, [target])
-                frames.received_into(count)
-            else:
-                chunk = os.read(self._fd, READ_SIZE)
-                count = len(chunk)
-                frames.add(chunk)
+            count = self._frames.receive(self._readv)
         except BlockingIOError:
             return
         except OSError as error:  # reset by a dying peer
@@ -292,6 +287,9 @@ class FramedStream:
         if count == 0:
             raise ConnectionClosed("connection closed by the peer")
         self.bytes_in += count
+
+    def _readv(self, buffer: memoryview) -> int:
+        return os.readv(self._fd, [buffer])
 
     async def receive_bytes(self) -> bytes | bytearray:
         """The next frame's payload."""
@@ -330,14 +328,7 @@ class BlockingChannel:
             self._ready = self._frames.frames()
             if self._ready:
                 break
-            target = self._frames.want()
-            if target is not None:
-                count = self.sock.recv_into(target)
-                self._frames.received_into(count)
-            else:
-                chunk = self.sock.recv(READ_SIZE)
-                count = len(chunk)
-                self._frames.add(chunk)
+            count = self._frames.receive(self.sock.recv_into)
             if count == 0:
                 raise EOFError("the peer closed the connection")
         return self._ready.pop(0)

@@ -46,9 +46,37 @@ def test_frames_of_every_size_cross_a_blocking_channel() -> None:
     thread.join()
 
 
+def _reader(data: bytes, chunk: int) -> Any:
+    """A ``recv_into`` that hands out ``data`` at most ``chunk`` bytes at a time."""
+    position = 0
+
+    def recv_into(buffer: memoryview) -> int:
+        nonlocal position
+        count = min(chunk, len(buffer), len(data) - position)
+        buffer[:count] = data[position:position + count]
+        position += count
+        return count
+
+    return recv_into
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4096, 300_000])
+def test_frames_split_anywhere_are_reassembled_in_order(chunk: int) -> None:
+    payloads = [b"a", b"", b"b" * 5000, bytes(range(256)) * (LARGE_FRAME // 128), b"c"]
+    wire = b"".join(len(p).to_bytes(4, "big") + p for p in payloads)
+    buffer, received = _FrameBuffer(), []
+    recv_into = _reader(wire, chunk)
+    while len(received) < len(payloads):
+        received += [bytes(frame) for frame in buffer.frames()]
+        if len(received) < len(payloads):
+            assert buffer.receive(recv_into) > 0
+    assert received == payloads
+    assert buffer.receive(recv_into) == 0  # the peer has nothing more: closed
+
+
 def test_a_frame_over_the_limit_is_refused_before_it_is_read() -> None:
     buffer = _FrameBuffer()
-    buffer.add((MAX_FRAME + 1).to_bytes(4, "big") + b"...")
+    buffer.receive(_reader((MAX_FRAME + 1).to_bytes(4, "big") + b"...", 100))
     with pytest.raises(NalarcError, match="over the"):
         buffer.frames()
 
