@@ -11,6 +11,8 @@ measured in the same round say by how much):
 * ``trio echo``: the driver's side of that ping-pong from trio (a reader task
   hands each reply to the waiting task, as the driver's read loop does): the
   floor for a trio driver;
+* ``trio wait_readable``: the task that sent reads the reply itself (no reader
+  task): the least any trio driver can cost;
 * ``nalarc in-process``: a compiled no-op tool call and the wait for its
   value, the tool running in the driver (a worker thread);
 * ``nalarc worker process``: the same call routed by the instance controller
@@ -119,6 +121,18 @@ async def trio_echo_round(fd: int, calls: int) -> list[float]:
     return samples
 
 
+async def trio_direct_round(fd: int, calls: int) -> list[float]:
+    """The same ping-pong from one trio task: write, wait until readable, read."""
+    samples: list[float] = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        os.write(fd, b"x" * 64)
+        await trio.lowlevel.wait_readable(fd)
+        os.read(fd, 65536)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 async def nalarc_round(runtime: _rt.Runtime, noop: Any, calls: int) -> list[float]:
     async def body() -> list[float]:
         samples = []
@@ -177,6 +191,7 @@ async def local_paths(calls: int, rounds: int, batch: int) -> list[dict[str, Any
 
                 paths["raw socket (2 processes)"] = raw_path
                 paths["trio echo (driver floor)"] = lambda: trio_echo_round(echo.fileno(), calls)
+                paths["trio wait_readable (least for trio)"] = lambda: trio_direct_round(echo.fileno(), calls)
                 for name, runtime in runtimes.items():
                     paths[name] = lambda runtime=runtime: nalarc_round(runtime, noop, calls)  # type: ignore[misc]
                     await nalarc_round(runtime, noop, 100)  # warm up
@@ -235,8 +250,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--same-cpu", action="store_true",
+                        help="pin this process and the workers it starts to CPU 0 (waking a process on "
+                             "an idle vCPU costs more than the rest of a round trip on some VMs)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.same_cpu:
+        os.sched_setaffinity(0, {0})  # inherited by the worker and echo processes
     rows = trio.run(local_paths, args.calls, args.rounds, args.batch)
     if not args.no_ray:
         rows += ray_paths(args.calls, args.rounds, args.batch)
@@ -245,7 +265,7 @@ def main() -> None:
         row["x raw socket"] = row["median us"] / floor
     report("no-op component call: round trip and throughput", rows,
            ["path", "median us", "best round us", "p99 us", "x raw socket", "calls/s"], args.out,
-           {"load average": os.getloadavg()})
+           {"load average": os.getloadavg(), "same cpu": args.same_cpu})
 
 
 if __name__ == "__main__":
