@@ -25,6 +25,13 @@ class RunConfig:
     state: str = ".nalarc/state.db"
     #: Global-controller policy (``NAME``, ``FILE.py:Class``, ``a+b``).
     policy: str = "least-loaded"
+    #: Where the workers run: ``process`` (this machine) or ``ray`` (Ray actors).
+    backend: str = "process"
+    #: The Ray cluster to join with ``backend = "ray"`` (empty: ``RAY_ADDRESS``, else a local cluster).
+    ray_address: str = ""
+
+
+_BACKENDS = ("process", "ray")
 
 
 _ENV_PREFIX = "NALARC_"
@@ -60,6 +67,8 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         if isinstance(value, dict):
             return {str(k): int(v) for k, v in value.items()}
         raise NalarcError(f"instances must be a table of NAME = COUNT, got {value!r}")
+    if field.name == "backend" and value not in _BACKENDS:
+        raise NalarcError(f"backend must be one of {', '.join(_BACKENDS)}, got {value!r}")
     try:
         return type(getattr(RunConfig(), field.name))(value)
     except (TypeError, ValueError):

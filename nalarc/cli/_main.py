@@ -112,7 +112,9 @@ def run(
     input: Annotated[Optional[str], typer.Option("--input", "-i", help="JSON object of arguments, or @file.json [{}].")] = None,
     session: Annotated[str, typer.Option("--session", "-s", help="Session id (managed state belongs to it).")] = "default",
     state: Annotated[Optional[Path], typer.Option("--state", help="SQLite file for managed state [.nalarc/state.db].")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Worker processes; 0 runs calls in the driver [2].")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Worker processes (or Ray actors); 0 runs calls in the driver [2].")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Where workers run: process (this machine) or ray [process].")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --backend ray [RAY_ADDRESS, else a local cluster].")] = None,
     instances: Annotated[Optional[list[str]], typer.Option("--instances", help="Instances of a component: NAME=COUNT (repeatable).")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Serve the app over HTTP until Ctrl-C.")] = False,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (with --serve).")] = "127.0.0.1",
@@ -152,6 +154,8 @@ def run(
             "policy": policy,
             "interval": interval,
             "workers": workers,
+            "backend": backend,
+            "ray_address": ray_address,
             "instances": parse_instances(instances) if instances else None,
             "state": str(state) if state is not None else None,
         })
@@ -159,7 +163,7 @@ def run(
         tracer = Tracer() if trace_out is not None else None
         placement = Placement(
             workers=config.workers, instances=config.instances, policy=load_policy(config.policy),
-            interval=config.interval, tracer=tracer,
+            interval=config.interval, tracer=tracer, backend=config.backend, ray_address=config.ray_address or None,
         )
         try:
             if serve:

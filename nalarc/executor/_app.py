@@ -18,7 +18,9 @@ import trio
 from .._api import is_workflow
 from .._errors import NalarcError, WorkflowNotFound
 from ._local import InProcessBackend, run_request
+from ._backend import ControlledBackend
 from ._process import Placement, ProcessBackend, app_components
+from ._ray import RayBackend
 from ._statestore import StateStore
 
 
@@ -129,13 +131,19 @@ async def _serve_requests(
 @contextlib.asynccontextmanager
 async def open_backend(
     app: LoadedApp, store: StateStore, placement: Placement | None
-) -> AsyncIterator[InProcessBackend | ProcessBackend]:
-    """The backend for a run: worker processes if ``placement`` asks for any."""
+) -> AsyncIterator[InProcessBackend | ControlledBackend[Any]]:
+    """The backend for a run: workers (processes or Ray actors) if ``placement`` asks for any."""
     if placement is None or placement.workers == 0:
         yield InProcessBackend(store, placement.tracer if placement is not None else None)
         return
     async with trio.open_nursery() as nursery:
-        backend = ProcessBackend(app.build_dir, store, placement)
+        backend: ControlledBackend[Any]
+        if placement.backend == "ray":
+            backend = RayBackend(app.build_dir, store, placement, placement.ray_address)
+        elif placement.backend == "process":
+            backend = ProcessBackend(app.build_dir, store, placement)
+        else:
+            raise NalarcError(f"no backend {placement.backend!r}: choose process or ray")
         try:
             await backend.start(nursery, app_components(app.modules))
             yield backend
@@ -152,7 +160,7 @@ class Service:
     :meth:`run` from as many trio tasks as you like.
     """
 
-    def __init__(self, app: LoadedApp, backend: InProcessBackend | ProcessBackend) -> None:
+    def __init__(self, app: LoadedApp, backend: InProcessBackend | ControlledBackend[Any]) -> None:
         self.app, self.backend = app, backend
         self.runtime = backend.new_runtime()
         self.in_flight = 0

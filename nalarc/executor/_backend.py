@@ -12,9 +12,8 @@ come back).  Those two sit behind :class:`WorkerPool`, with
 
 * ``_process.ProcessPool``: worker processes on this machine, Unix sockets,
   HMAC-authenticated (nalarc's own);
-* a Ray pool would host the same worker code (``_worker_main.Worker``) in Ray
-  actors, send each message as an actor call and report replies as they
-  resolve; no controller changes (see docs/executor.md).
+* ``_ray.RayPool``: the same worker code (``_worker_main.Worker``) in Ray
+  actors; messages go as actor calls, replies come back as they resolve.
 
 The pool moves message tuples; what they mean is fixed by the worker
 (``_worker_main``'s docstring lists them).  The core sends ``run``,
@@ -83,6 +82,10 @@ class Placement:
     #: value goes from the worker that produced it straight to the worker that needs it
     #: (off: such a call waits in the driver and gets its inputs from the driver)
     push: bool = True
+    #: where the workers run: ``process`` (this machine) or ``ray`` (actors of a Ray cluster)
+    backend: str = "process"
+    #: the Ray cluster to join (None: ``RAY_ADDRESS``, else a local cluster started for the run)
+    ray_address: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -172,8 +175,20 @@ class WorkerPool(Protocol[W]):
         """Stop every worker (they finish nothing more)."""
 
 
+def fewest_hosted(workers: Mapping[str, W], node: str | None, hosted: Mapping[str, int]) -> W:
+    """``WorkerPool.place`` for pools of equal workers: the named one, else the one hosting the fewest instances."""
+    if node is not None:
+        if node not in workers:
+            raise PolicyError(f"provision: no worker {node!r}")
+        return workers[node]
+    return workers[min(workers, key=lambda worker_id: hosted.get(worker_id, 0))]
+
+
 class ControlledBackend(Generic[W]):
     """Runs component calls on a pool's workers, one controller per instance (see the module docstring)."""
+
+    #: what ``/v1/status`` calls it
+    name = "controlled"
 
     def __init__(self, store: StateStore, placement: Placement, pool: WorkerPool[W]) -> None:
         self.store, self.placement, self.pool = store, placement, pool

@@ -30,8 +30,8 @@ from typing import Any
 import trio
 
 from .._api import ComponentSpec, component_spec
-from .._errors import NalarcError, PolicyError
-from ._backend import ControlledBackend, PoolEvents
+from .._errors import NalarcError
+from ._backend import ControlledBackend, PoolEvents, fewest_hosted
 from ._backend import Placement as Placement
 from ._statestore import StateStore
 from ._transport import ConnectionClosed, FramedStream, accept_worker, dumps
@@ -89,12 +89,7 @@ class ProcessPool:
                 await worker.ready.wait()
 
     def place(self, spec: ComponentSpec, node: str | None, hosted: Mapping[str, int]) -> WorkerHandle:
-        """The named worker, else the one hosting the fewest instances (the first of those)."""
-        if node is not None:
-            if node not in self._workers:
-                raise PolicyError(f"provision: no worker {node!r}")
-            return self._workers[node]
-        return self._workers[min(self._workers, key=lambda worker_id: hosted.get(worker_id, 0))]
+        return fewest_hosted(self._workers, node, hosted)
 
     def send(self, worker: WorkerHandle, message: tuple[Any, ...], user: tuple[Any, ...] | None = None) -> None:
         if worker.alive and worker.conn is not None:
@@ -181,6 +176,8 @@ class ProcessPool:
 
 class ProcessBackend(ControlledBackend[WorkerHandle]):
     """Component calls on worker processes of this machine: the shared core over a :class:`ProcessPool`."""
+
+    name = "process"
 
     def __init__(self, build_dir: Path, store: StateStore, placement: Placement) -> None:
         super().__init__(store, placement, ProcessPool(Path(build_dir), placement.workers))

@@ -45,7 +45,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCall
 
 from .._errors import NalarcError
 from ._app import LoadedApp, Service, bind_inputs
-from ._process import ProcessBackend
+from ._backend import ControlledBackend
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1024 * 1024
@@ -258,7 +258,7 @@ class ServeApp:
     async def _status(self) -> tuple[int, Any]:
         backend = self.service.backend
         out: dict[str, Any] = {
-            "backend": "process" if isinstance(backend, ProcessBackend) else "in-process",
+            "backend": backend.name if isinstance(backend, ControlledBackend) else "in-process",
             "workflows": sorted(self.app.workflows),
             "admitted": self.admitted,
             "max_queue": self.max_queue,
@@ -266,7 +266,7 @@ class ServeApp:
             "workers": [],
             "instances": [],
         }
-        if isinstance(backend, ProcessBackend):
+        if isinstance(backend, ControlledBackend):
             out["workers"] = [{"id": w.id, "pid": w.pid, "alive": w.alive, "calls_in_flight": backend.calls_in_flight(w.id)}
                               for w in backend.workers.values()]
             out["instances"] = [
@@ -297,7 +297,7 @@ class ServeApp:
                [({}, self.admitted)])
         family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
         backend = self.service.backend
-        if isinstance(backend, ProcessBackend):
+        if isinstance(backend, ControlledBackend):
             family("nalarc_worker_alive", "gauge", "1 if the worker process is alive.",
                    [({"worker": w.id, "pid": str(w.pid)}, float(w.alive)) for w in backend.workers.values()])
             instances = list(backend.instances.values())

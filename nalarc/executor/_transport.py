@@ -333,6 +333,11 @@ class BlockingChannel:
                 raise EOFError("the peer closed the connection")
         return self._ready.pop(0)
 
+    def received_frames(self) -> list[bytes | bytearray]:
+        """The frames already received and not yet taken (never blocks)."""
+        ready, self._ready = [*self._ready, *self._frames.frames()], []
+        return ready
+
     def receive(self) -> tuple[Any, ...]:
         return loads(self.receive_bytes())
 

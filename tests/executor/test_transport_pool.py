@@ -1,8 +1,8 @@
 """The backend interface: the controllers and routing run unchanged over a pool that is not processes.
 
-``ThreadPool`` is what a Ray pool would be in miniature: workers that are not
-this machine's processes (here, nalarc's worker code on trio worker threads),
-messages that come back when they are done.  It implements only
+``ThreadPool`` is the Ray pool (``_ray.RayPool``) in miniature: workers that
+are not this machine's processes (here, nalarc's worker code on trio worker
+threads), messages that come back when they are done.  It implements only
 ``WorkerPool``; nothing else in the executor knows about it.
 """
 
@@ -20,7 +20,7 @@ from nalarc import load_app
 from nalarc._api import ComponentSpec
 from nalarc._errors import PolicyError
 from nalarc.executor import Placement, Service
-from nalarc.executor._backend import ControlledBackend, PoolEvents
+from nalarc.executor._backend import ControlledBackend, PoolEvents, fewest_hosted
 from nalarc.executor._process import app_components
 from nalarc.executor._statestore import StateStore
 from nalarc.executor._transport import dumps, loads
@@ -91,11 +91,7 @@ class ThreadPool:
         self._nursery, self._events = nursery, events
 
     def place(self, spec: ComponentSpec, node: str | None, hosted: Mapping[str, int]) -> ThreadWorker:
-        if node is not None:
-            if node not in self._workers:
-                raise PolicyError(f"provision: no worker {node!r}")
-            return self._workers[node]
-        return self._workers[min(self._workers, key=lambda w: hosted.get(w, 0))]
+        return fewest_hosted(self._workers, node, hosted)
 
     def send(self, worker: ThreadWorker, message: tuple[Any, ...], user: tuple[Any, ...] | None = None) -> None:
         self.sent += 1
