@@ -18,7 +18,8 @@ measured in the same round say by how much):
 * ``nalarc worker process``: the same call routed by the instance controller
   to a worker process and back;
 * ``ray task`` / ``ray actor call`` when Ray is installed (``pip install ray``),
-  measured after the others (Ray starts its own processes).
+  measured after the others (Ray starts its own processes), and ``nalarc on a
+  Ray actor``: the same compiled call on nalarc's Ray backend.
 
 Round trips are sequential calls: the median of the rounds' medians (and the
 lowest), p99 over all calls, in microseconds.  Throughput starts ``--batch``
@@ -169,11 +170,15 @@ def summarize(name: str, rounds: list[list[float]], throughput: float | None) ->
     }
 
 
+def _noop_app(tmp: str) -> Any:
+    (Path(tmp) / "noop_app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
+    return load_app(Path(tmp) / "noop_app.py", out_dir=Path(tmp) / "build")
+
+
 async def local_paths(calls: int, rounds: int, batch: int) -> list[dict[str, Any]]:
     """Raw socket, trio echo, nalarc in-process and worker process, interleaved round by round."""
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "noop_app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
-        app = load_app(Path(tmp) / "noop_app.py", out_dir=Path(tmp) / "build")
+        app = _noop_app(tmp)
         noop = app.module.noop
         raw, raw_child = _echo_child(tmp, "raw")
         echo, echo_child = _echo_child(tmp, "echo")
@@ -240,8 +245,21 @@ def ray_paths(calls: int, rounds: int, batch: int) -> list[dict[str, Any]]:
         started = time.perf_counter()
         ray.get([submit(i) for i in range(batch)])
         rows.append(summarize(name, measured, batch / (time.perf_counter() - started)))
+    rows.append(trio.run(nalarc_on_ray, calls, rounds, batch))
     ray.shutdown()
     return rows
+
+
+async def nalarc_on_ray(calls: int, rounds: int, batch: int) -> dict[str, Any]:
+    """The compiled call on nalarc's Ray backend (one actor), on the cluster already started."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = _noop_app(tmp)
+        async with open_backend(app, StateStore(None), Placement(workers=1, backend="ray")) as backend:
+            runtime = backend.new_runtime()
+            await nalarc_round(runtime, app.module.noop, 50)  # warm up
+            measured = [await nalarc_round(runtime, app.module.noop, calls) for _ in range(rounds)]
+            throughput = max([await nalarc_throughput(runtime, app.module.noop, batch) for _ in range(2)])
+    return summarize("nalarc on a Ray actor", measured, throughput)
 
 
 def main() -> None:
