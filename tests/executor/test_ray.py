@@ -22,6 +22,8 @@ from nalarc.executor import Placement, Service
 from nalarc.executor._app import open_service
 from nalarc.executor._ray import RayBackend
 from nalarc.executor._statestore import StateStore
+from nalarc.testing import outcome_of_exception
+from test_differential import APPS, normalized, plain_outputs  # tests/ is on sys.path (rootdir conftest)
 
 ray = pytest.importorskip("ray")
 
@@ -150,6 +152,20 @@ def test_compiled_answers_on_ray_actors_equal_plain_python(ray_cluster: str, app
         return [await service.run(workflow, inputs, session) for workflow, inputs, session in REQUESTS]
 
     assert serve(app_path, body, Ledger=2) == plain_answers(app_path)
+
+
+@pytest.mark.parametrize("corpus_app", APPS, ids=[a.stem for a in APPS])
+def test_the_differential_corpus_on_ray_actors(ray_cluster: str, corpus_app: Path, tmp_path: Path) -> None:
+    """Every corpus app on 2 Ray actors with 2 instances of every agent, as on worker processes."""
+    from nalarc.executor import run_requests
+
+    expected = plain_outputs(corpus_app)
+    loaded = load_app(corpus_app, out_dir=tmp_path / "build")
+    requests = [(w, dict(k), s) for w, k, s in loaded.module.CALLS]
+    outcomes = run_requests(loaded, requests, placement=Placement(workers=2, default_instances=2, backend="ray"))
+    got = [normalized(o.value) if o.error is None else outcome_of_exception(o.error) for o in outcomes]
+    for index, (want, have) in enumerate(zip(expected, got)):
+        assert have == want, f"request {index} ({requests[index][0]}) differs"
 
 
 def test_a_failing_tool_raises_its_own_exception_with_the_remote_traceback(ray_cluster: str, app_path: Path) -> None:
