@@ -15,6 +15,11 @@ from typing import Any
 
 import pytest
 import trio
+from test_differential import (  # tests/ is on sys.path (rootdir conftest)
+    APPS,
+    normalized,
+    plain_outputs,
+)
 
 import nalarc
 from nalarc import BrokenWorkerError, load_app
@@ -23,7 +28,6 @@ from nalarc.executor._app import open_service
 from nalarc.executor._ray import RayBackend
 from nalarc.executor._statestore import StateStore
 from nalarc.testing import outcome_of_exception
-from test_differential import APPS, normalized, plain_outputs  # tests/ is on sys.path (rootdir conftest)
 
 ray = pytest.importorskip("ray")
 
