@@ -298,7 +298,7 @@ class ServeApp:
         family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
         backend = self.service.backend
         if isinstance(backend, ControlledBackend):
-            family("nalarc_worker_alive", "gauge", "1 if the worker process is alive.",
+            family("nalarc_worker_alive", "gauge", "1 if the worker (process or Ray actor) is alive.",
                    [({"worker": w.id, "pid": str(w.pid)}, float(w.alive)) for w in backend.workers.values()])
             instances = list(backend.instances.values())
             for name, kind, help_text, attr in [
