@@ -12,7 +12,10 @@ State (kept incrementally, so no event and no collection walks the queue):
                    migrated calls leave stale items behind, dropped on pop
                    and by compaction)
     ``_sessions``  session -> its live calls here (queued and running)
-    ``_deepest``   session -> the deepest stage among them
+    ``_deepest``   session -> the deepest stage among them, and
+    ``_at_deepest`` how many of them are at it: a call leaving costs O(1)
+                   Python however wide the session's fan-out (the deepest
+                   stage is recomputed only when its last call leaves)
     ``_waiting``   session -> how many of them are queued
     ``_changed``   sessions whose deepest stage changed since the last
                    :meth:`InstanceController.drain_changes` (the deltas the
@@ -134,6 +137,7 @@ class InstanceController(Generic[W]):
         self._order = itertools.count()
         self._sessions: dict[str, list[QueuedCall]] = {}
         self._deepest: dict[str, int] = {}
+        self._at_deepest: dict[str, int] = {}
         self._waiting: dict[str, int] = {}
         self._changed: set[str] | None = None
         self._pending: dict[str, int] = {}
@@ -194,12 +198,14 @@ class InstanceController(Generic[W]):
         entries, changed = self._sessions.get(session), self._changed
         if entries is None:
             self._sessions[session] = [entry]
-            self._deepest[session] = stage
         else:
             entries.append(entry)
-            if stage <= self._deepest[session]:
+            deepest = self._deepest[session]
+            if stage == deepest:
+                self._at_deepest[session] += 1
+            if stage <= deepest:
                 return
-            self._deepest[session] = stage
+        self._deepest[session], self._at_deepest[session] = stage, 1
         if changed is not None:
             changed.add(session)
 
@@ -207,16 +213,22 @@ class InstanceController(Generic[W]):
         """``entry`` is no longer here (finished, failed, migrated)."""
         session = entry.call.session
         entries = self._sessions.get(session)
-        if entries is None or entry not in entries:
+        if entries is None:
             return
-        entries.remove(entry)
+        try:
+            entries.remove(entry)  # compared by identity, in C: cheap even for a wide fan-out
+        except ValueError:
+            return
         if not entries:
-            del self._sessions[session], self._deepest[session]
+            del self._sessions[session], self._deepest[session], self._at_deepest[session]
         elif entry.call.stage == self._deepest[session]:
-            deepest = max(e.call.stage for e in entries)
-            if deepest == self._deepest[session]:
+            left = self._at_deepest[session] - 1
+            if left:
+                self._at_deepest[session] = left
                 return
+            deepest = max(e.call.stage for e in entries)  # the last call at the deepest stage left
             self._deepest[session] = deepest
+            self._at_deepest[session] = sum(e.call.stage == deepest for e in entries)
         else:
             return
         if self._changed is not None:

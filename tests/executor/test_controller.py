@@ -8,14 +8,18 @@ import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nalarc
 from nalarc import BrokenWorkerError, load_app
 from nalarc._api import component_spec
 from nalarc.executor import Placement, Service, _rt, open_service
+from nalarc.executor import _instance as instance_module
 from nalarc.executor._controller import GlobalController, NodeStore
 from nalarc.executor._instance import InstanceController, QueuedCall
 from nalarc.executor._process import ProcessBackend
@@ -406,6 +410,66 @@ def run_two(body: Callable[[TwoInstances], None]) -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["call", "release", "take"]), st.sampled_from("abc"), st.integers(0, 4)),
+               max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_session_deltas_always_add_up_to_the_deepest_live_stage(ops: list[tuple[str, str, int]]) -> None:
+    """Calls arrive, finish and migrate away in any order: the deltas keep a collector exact."""
+
+    def body(cluster: TwoInstances) -> None:
+        echo = cluster.instances["Echo#0"]
+        live: list[QueuedCall] = []
+        collected = dict(echo.drain_changes())  # the first drain: a full (empty) snapshot
+        for op, session, stage in ops:
+            if op == "call":
+                live.append(cluster.call(session, stage))
+            elif op == "release" and echo.running_entries:
+                done = next(iter(echo.running_entries.values()))
+                echo.release(done)
+                live.remove(done)
+            elif op == "take":
+                for moved in echo.take_session(session):
+                    live.remove(moved)
+            for changed, deepest in echo.drain_changes():
+                if deepest is None:
+                    del collected[changed]
+                else:
+                    collected[changed] = deepest
+            truth: dict[str, int] = {}
+            for entry in live:
+                truth[entry.call.session] = max(truth.get(entry.call.session, -1), entry.call.stage)
+            assert collected == truth
+
+    run_two(body)
+
+
+def test_a_wide_fan_out_in_one_session_is_not_rescanned_per_finishing_call() -> None:
+    """Regression: each call leaving at the deepest stage rescanned its session's live calls in
+    Python: a fan-out of n calls cost O(n^2) (2,000 no-op calls started at once in one session
+    ran at 4.4-5.2k calls/s through a worker process; 9-14k without the rescans)."""
+
+    def body(cluster: TwoInstances) -> None:
+        echo = cluster.instances["Echo#0"]
+        calls = [cluster.call("wide", i % 3) for i in range(3000)]
+        scans = 0
+
+        def counting_max(*args: Any, **kwargs: Any) -> Any:
+            nonlocal scans
+            scans += 1
+            return max(*args, **kwargs)
+
+        with mock.patch.object(instance_module, "max", counting_max, create=True):
+            for _ in calls:
+                echo.release(next(iter(echo.running_entries.values())))
+        assert not echo.running_entries and echo.queue_length == 0
+        assert scans <= 3  # once per distinct stage that empties, not once per call
+
+    run_two(body)
 
 
 def test_component_controller_publishes_session_deltas() -> None:
