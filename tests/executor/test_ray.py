@@ -26,6 +26,7 @@ from nalarc import BrokenWorkerError, load_app
 from nalarc.executor import Placement, Service
 from nalarc.executor._app import open_service
 from nalarc.executor._ray import RayBackend
+from nalarc.executor._serve import ServeApp
 from nalarc.executor._statestore import StateStore
 from nalarc.testing import outcome_of_exception
 
@@ -150,12 +151,19 @@ def serve(app_path: Path, body: Callable[[Service, RayBackend], Awaitable[Any]],
 
 
 def test_compiled_answers_on_ray_actors_equal_plain_python(ray_cluster: str, app_path: Path) -> None:
-    async def body(service: Service, backend: RayBackend) -> list[Any]:
+    async def body(service: Service, backend: RayBackend) -> tuple[list[Any], Any, str]:
         assert {w.id for w in backend.workers.values()} == {"r0", "r1"}
         assert all(w.alive and w.pid > 0 and w.pid != os.getpid() for w in backend.workers.values())
-        return [await service.run(workflow, inputs, session) for workflow, inputs, session in REQUESTS]
+        answers = [await service.run(workflow, inputs, session) for workflow, inputs, session in REQUESTS]
+        server = ServeApp(service.app, service, backend.nursery)
+        return answers, await server._status(), server.metrics()
 
-    assert serve(app_path, body, Ledger=2) == plain_answers(app_path)
+    answers, (code, status), metrics = serve(app_path, body, Ledger=2)
+    assert answers == plain_answers(app_path)
+    assert code == 200 and status["backend"] == "ray"
+    assert {w["id"] for w in status["workers"]} == {"r0", "r1"} and all(w["alive"] for w in status["workers"])
+    assert {i["component"] for i in status["instances"]} >= {"double", "Ledger", "Asker"}
+    assert 'nalarc_worker_alive{worker="r0"' in metrics
 
 
 @pytest.mark.parametrize("corpus_app", APPS, ids=[a.stem for a in APPS])
