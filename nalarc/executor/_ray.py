@@ -157,7 +157,9 @@ class RayPool:
         ray = _ray()
         if not ray.is_initialized():
             await trio.to_thread.run_sync(self._init_ray, ray)
-        self._actor_class = ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"deliver": 1})(_WorkerActor)
+        # SPREAD: on a cluster, the workers go to different nodes (as worker processes use different cores).
+        self._actor_class = ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"deliver": 1},
+                                       scheduling_strategy="SPREAD")(_WorkerActor)
         for index in range(self.count):
             self._spawn(f"r{index}")
         with trio.fail_after(_READY_TIMEOUT):
