@@ -139,7 +139,7 @@ async def open_backend(
     async with trio.open_nursery() as nursery:
         backend: ControlledBackend[Any]
         if placement.backend == "ray":
-            backend = RayBackend(app.build_dir, store, placement, placement.ray_address)
+            backend = RayBackend(app.build_dir, store, placement)
         elif placement.backend == "process":
             backend = ProcessBackend(app.build_dir, store, placement)
         else:

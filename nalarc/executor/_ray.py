@@ -8,8 +8,9 @@ unchanged.  This module is placement and transport only:
 * a worker is a Ray actor (``_WorkerActor``) hosting ``_worker_main.Worker``,
   the code a worker process runs, behind a socket pair inside the actor: the
   calls run on the same leader/follower threads, in the same order;
-* the app's build directory travels in the actor's constructor, so the actor
-  needs nothing on its node but nalarc (any node of the cluster will do);
+* the app's build directory goes into Ray's object store once and every
+  actor's constructor takes it from there, so an actor needs nothing on its
+  node but nalarc (any node of the cluster will do);
 * ``send``: the messages sent to one worker in one trio tick go out as one
   actor call, ``deliver(seq, payloads)``; the actor puts them in ``seq``
   order (Ray does not promise the order of calls to a threaded actor);
@@ -138,8 +139,9 @@ class RayPool:
     """Ray actors hosting nalarc's workers: start, supervise, place, talk (see the module docstring)."""
 
     def __init__(self, build_dir: Path, count: int, address: str | None = None) -> None:
-        self.count, self.address = count, address
-        self._files = _build_files(Path(build_dir))
+        self.build_dir, self.count, self.address = Path(build_dir), count, address
+        #: The build directory's files in Ray's object store: put once, read by every actor started.
+        self._files: Any = None
         self._workers: dict[str, RayWorker] = {}
         self._nursery: trio.Nursery | None = None
         self._events: PoolEvents[RayWorker] | None = None
@@ -158,6 +160,7 @@ class RayPool:
         if not ray.is_initialized():
             await trio.to_thread.run_sync(self._init_ray, ray)
         # SPREAD: on a cluster, the workers go to different nodes (as worker processes use different cores).
+        self._files = ray.put(_build_files(self.build_dir))
         self._actor_class = ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"deliver": 1},
                                        scheduling_strategy="SPREAD")(_WorkerActor)
         for index in range(self.count):
@@ -242,6 +245,6 @@ class RayBackend(ControlledBackend[RayWorker]):
 
     name = "ray"
 
-    def __init__(self, build_dir: Path, store: StateStore, placement: Placement, address: str | None = None) -> None:
+    def __init__(self, build_dir: Path, store: StateStore, placement: Placement) -> None:
         super().__init__(store, dataclasses.replace(placement, push=False),
-                         RayPool(Path(build_dir), placement.workers, address))
+                         RayPool(Path(build_dir), placement.workers, placement.ray_address))
