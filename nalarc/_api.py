@@ -187,6 +187,22 @@ def workflow(fn: F, /) -> F:
 ATTRIBUTE_READ = "__nalarc_getattr__"
 
 
+#: ids of the agent instances the runtime serves, in this process (they live
+#: as long as the process does).
+_SERVED: dict[int, object] = {}
+
+
+def serve_instance(agent_class: type) -> object:
+    """A new instance of ``agent_class`` that the runtime serves calls on."""
+    instance: object = agent_class()
+    _SERVED[id(instance)] = instance
+    return instance
+
+
+def is_served(instance: object) -> bool:
+    return _SERVED.get(id(instance)) is instance
+
+
 def instance_member(instance: object, method: str | None) -> Any:
     """What a call of ``method`` on a served agent instance runs."""
     if method == ATTRIBUTE_READ:

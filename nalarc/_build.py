@@ -30,12 +30,40 @@ class BuildResult:
     seconds: float
     lines: int
 
+    def compiled_functions(self) -> dict[str, list[Diagnostic]]:
+        """Each function nalarc compiles (it makes component calls, or a workflow or
+        component reaches it), with the fallbacks (warnings) inside it."""
+        return fallbacks_by_function(self.program, self.warnings)
+
     @property
     def workflows(self) -> tuple[str, ...]:
         for module in self.program.modules:
             if module.name == self.app_module:
                 return module.workflows
         return ()
+
+
+def fallbacks_by_function(program: Program, warnings: tuple[Diagnostic, ...]) -> dict[str, list[Diagnostic]]:
+    """Compiled functions and the warnings whose position lies in them (innermost function wins)."""
+    paths = {m.name: m.path for m in program.modules}
+    functions = [
+        f for f in program.functions().values()
+        if f.in_scope or f.futures or f.is_async or f.is_region or f.kind in ("workflow", "tool", "agent_method")
+    ]
+    out: dict[str, list[Diagnostic]] = {f.qualname: [] for f in functions}
+    for warning in warnings:
+        inside = [
+            f for f in functions
+            if paths.get(f.qualname.partition(":")[0]) == warning.path and _contains(f.span, warning.span)
+        ]
+        if inside:
+            innermost = max(inside, key=lambda f: (f.span[0], f.span[1]))
+            out[innermost.qualname].append(warning)
+    return out
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return outer[:2] <= inner[:2] and inner[2:] <= outer[2:]
 
 
 def default_build_dir(app_path: Path) -> Path:

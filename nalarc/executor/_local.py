@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .._api import blocks_on_futures, instance_member
+from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
 from . import _rt
 from ._statestore import StateStore
@@ -37,7 +37,7 @@ class InProcessBackend:
     def _instance(self, agent_class: type, key: str) -> Any:
         instance = self._instances.get(key)
         if instance is None:
-            instance = self._instances[key] = agent_class()
+            instance = self._instances[key] = serve_instance(agent_class)
         return instance
 
     async def execute(self, call: _rt.CallRecord) -> Any:

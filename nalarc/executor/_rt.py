@@ -48,7 +48,7 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from .._api import ATTRIBUTE_READ, ComponentSpec, component_spec
+from .._api import ATTRIBUTE_READ, ComponentSpec, component_spec, is_served
 from .._errors import NalarcError, NalarcInternalError
 from ..ir import EFFECT as EFFECT  # call flags, or-ed together by the code generator
 from ..ir import STAGE_SHIFT as STAGE_SHIFT
@@ -948,15 +948,32 @@ async def dyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     intrinsic = _INTRINSICS.get(fn) if _hashable(fn) else None
     if intrinsic is not None:
         return await intrinsic(*args, **kwargs)
+    unserved = _unserved_agent_method(fn)
+    if unserved is not None:
+        agent_handle = AgentHandle(type(fn.__self__), unserved)
+        return call(agent_handle, fn.__name__, _flags_of(ComponentMethod(agent_handle, fn.__name__)), args, kwargs)
     if _is_compiled_async(fn):
         return await fn(*args, **kwargs)
-    owner = getattr(fn, "__self__", None)
-    owner_spec = _agent_spec(type(owner)) if owner is not None else None
-    if owner_spec is not None and inspect.ismethod(fn):
-        # A method of an agent instance made by uncompiled code (a module global).
-        agent_handle = AgentHandle(type(owner), owner_spec)
-        return call(agent_handle, fn.__name__, _flags_of(ComponentMethod(agent_handle, fn.__name__)), args, kwargs)
     return await _opaque(fn, args, kwargs, effect=False)
+
+
+def _unserved_agent_method(fn: Any) -> ComponentSpec | None:
+    """The agent, if ``fn`` is a method of an agent instance uncompiled code made
+    (a module global ``bot = Bot()``): calling it is a component call.
+
+    Not for the instances the runtime serves (an agent method calling its own
+    ``self.m()`` or ``super().m()`` runs its own code), nor for a base class's
+    function reached through ``super()``.
+    """
+    if not inspect.ismethod(fn):
+        return None
+    owner = fn.__self__
+    spec = _agent_spec(type(owner))
+    if spec is None or is_served(owner):
+        return None
+    if getattr(type(owner), fn.__name__, None) is not getattr(fn, "__func__", None):
+        return None  # super().m: not the method the instance's class has under that name
+    return spec
 
 
 class _Stopped(Exception):
@@ -1058,6 +1075,8 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
     if effect or not _is_pure(fn) and (frame.try_depth > 0 or not _is_mutation(fn)):
         await settle()
     args, kwargs, needs_thread = _adapt_callbacks(args, kwargs)
+    # Uncompiled code reading a handle's attribute blocks for it: not on the event loop.
+    needs_thread = needs_thread or _has_handle(args) or _has_handle(kwargs.values())
     if needs_thread or is_region(fn) or _wants_thread(fn):
         result = await trio.to_thread.run_sync(
             lambda: _plain_call(fn, args, kwargs), limiter=frame.runtime.thread_limiter
@@ -1069,6 +1088,10 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
     if needs_thread and callable(result) and not isinstance(result, type):
         return _RegionCallable(result)  # e.g. functools.partial(tool, ...)
     return result
+
+
+def _has_handle(values: Iterable[Any]) -> bool:
+    return any(type(x) is AgentHandle for x in values)
 
 
 class _RegionCallable:

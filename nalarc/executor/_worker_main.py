@@ -62,7 +62,7 @@ from typing import Any
 
 import cloudpickle
 
-from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member
+from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member, serve_instance
 from .._errors import RemoteError
 from .._state import StateTransaction, _instance, _session, bind_transaction
 from ._containers import substitute
@@ -323,7 +323,7 @@ class Worker:
         with self._instance_lock:
             instance = self.instances.get(instance_id)
             if instance is None:
-                instance = self.instances[instance_id] = target()
+                instance = self.instances[instance_id] = serve_instance(target)
             return instance
 
     # -- leader / follower ---------------------------------------------------

@@ -30,7 +30,8 @@ from .._errors import CompileError
 from ..ir import ComponentIR, Diagnostic, FunctionIR, ModuleIR, Program
 from ._lower import FunctionLowerer
 from ._modules import NALARC_DECORATORS, NALARC_STATE, ModuleInfo, Symbol, resolve_imports, target_names
-from ._scopes import block_definitions, first_required_param, param_names, required_params
+from .._cst import block_definitions
+from ._scopes import first_required_param, param_names, required_params
 from ._source import span_of
 
 MemberKind = Literal["method", "static", "class", "property"]

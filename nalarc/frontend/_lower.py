@@ -39,7 +39,8 @@ from ..ir import (
     StatementInfo,
 )
 from ._modules import NALARC_INTRINSICS, ModuleInfo, Symbol, target_names
-from ._scopes import block_definitions, param_names, walk_all, walk_scope, local_names
+from .._cst import block_definitions
+from ._scopes import local_names, param_names, walk_all, walk_scope
 from ._source import span_of
 
 if TYPE_CHECKING:
@@ -316,6 +317,14 @@ class FunctionLowerer:
             base = func.value
             if isinstance(base, cst.Name) and base.value == self.self_name and self.owner_key:
                 return self._self_method(func.attr.value)
+            if self.owner_key and _is_super_call(base, self):
+                # super().m(...): some base class's m, an ordinary call of the instance's code.
+                name = func.attr.value
+                candidates = tuple(
+                    c.members[name].qualname for c in self.lowerer.classes.values()
+                    if name in c.members and c.key != self.owner_key
+                )
+                return _Resolution("local", callees=candidates)
             if isinstance(base, cst.Name) and base.value in self.handle_vars:
                 agent = self._handle_agent(base.value)
                 return self._component_method(agent, func)
@@ -474,6 +483,9 @@ class FunctionLowerer:
             self._del_target(node.target)
         elif isinstance(node, (cst.Global, cst.Nonlocal)):
             self.impure = True
+            if isinstance(node, cst.Global) and self.kind in ("tool", "agent_method"):
+                for name in node.names:
+                    self._warn_global(name, name.name.value, "assigns")
         elif isinstance(node, (cst.Break, cst.Continue)):
             self.barrier()
         elif isinstance(node, (cst.Import, cst.ImportFrom)):
@@ -543,6 +555,8 @@ class FunctionLowerer:
         return None
 
     def _store_target(self, target: cst.BaseExpression, source: str, refs: tuple[str, ...]) -> None:
+        if isinstance(target, (cst.Attribute, cst.Subscript)):
+            self._check_global_mutation(target.value, "stores into")
         if isinstance(target, cst.Attribute):
             self.expr(target.value, SHALLOW, "attribute")
         elif isinstance(target, cst.Subscript):
@@ -788,6 +802,19 @@ class FunctionLowerer:
             return "maybe", ()
         return "maybe", ()
 
+    def _check_global_mutation(self, receiver: cst.BaseExpression, how: str) -> None:
+        """Component code changing a module global: invisible to other processes once served."""
+        if self.kind not in ("tool", "agent_method") or not isinstance(receiver, cst.Name):
+            return
+        symbol = self.symbol(receiver.value)
+        if symbol is not None and symbol.kind == "variable":
+            self._warn_global(receiver, receiver.value, how)
+
+    def _warn_global(self, node: cst.CSTNode, name: str, how: str) -> None:
+        what = "tool" if self.kind == "tool" else "agent method"
+        self.warn(node, f"{what} {self.local_qual} {how} module global {name!r}: on worker processes the "
+                  "change stays in the worker that ran the call (the driver and other workers never see it)")
+
     def _attribute(self, node: cst.Attribute, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
         """``x.name``: on an agent handle, a read on the instance serving the session (a future)."""
         if self._resolve_global(node) is not None:
@@ -872,6 +899,8 @@ class FunctionLowerer:
                 raise self.error(node, "an agent handle takes no arguments: agents are created by the runtime")
             self.calls.append(CallNode(span, "agent_handle", res.component))
             return "plain", ()
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in _CONTAINER_MUTATORS:
+            self._check_global_mutation(node.func.value, f"calls .{node.func.attr.value}() on")
         if isinstance(node.func, cst.Attribute) and res.kind in ("dynamic", "opaque", "local"):
             if self._resolve_global(node.func) is None:
                 self.expr(node.func.value, SHALLOW, "attribute")
@@ -916,7 +945,7 @@ class FunctionLowerer:
             if not pure:
                 self.barrier()
                 self.impure = True
-            if res.kind == "frame":
+            if res.kind == "frame" and (name != "super" or node.args):
                 self.warn(node, f"{name}() looks at the caller's frame: arguments are materialized first")
             self.calls.append(CallNode(span, "opaque", res.target))
             if name in ("list", "tuple", "iter", "reversed", "zip", "enumerate", "filter", "map", "dict") and not pure is False:
@@ -1020,6 +1049,21 @@ class FunctionLowerer:
     def _regions_with_visibility(self) -> list[ControlRegion]:
         visible = self._try_visible()
         return [r.with_changes(visible=visible.get(r.id, ())) for r in self.regions]
+
+
+#: Methods that change the container they are called on.
+_CONTAINER_MUTATORS = frozenset(
+    "append extend insert pop remove clear sort reverse update setdefault add discard popitem".split()
+)
+
+
+def _is_super_call(expr: cst.BaseExpression, fl: FunctionLowerer) -> bool:
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Name)
+        and expr.func.value == "super"
+        and fl.scope_of("super") == "builtin"
+    )
 
 
 def _root_name(expr: cst.BaseExpression) -> str | None:
