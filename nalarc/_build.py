@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +100,24 @@ def build(app_path: Path, out_dir: Path | None = None, *, strict: bool = False) 
     Raises:
         CompileError: the app has errors (or, with ``strict``, fallbacks).
     """
+    with _deep_recursion():
+        return _build(Path(app_path), out_dir, strict)
+
+
+@contextlib.contextmanager
+def _deep_recursion(limit: int = 100_000) -> Iterator[None]:
+    """LibCST walks trees recursively: a long implicit string concatenation
+    (``pydoc_data/topics.py``) nests thousands of levels deep."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def _build(app_path: Path, out_dir: Path | None, strict: bool) -> BuildResult:
     started = time.perf_counter()
-    app_path = Path(app_path)
     modules = load_modules(app_path)
     program = lower_program(modules, app_path.stem)
     ctx = PassContext(strict=strict, diagnostics=list(program.diagnostics))

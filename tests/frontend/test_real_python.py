@@ -248,3 +248,12 @@ def test_tools_imported_from_a_local_module_are_components(tmp_path: Path) -> No
     result = build(tmp_path / "app.py", tmp_path / "build")
     main = result.program.functions()["app:main"]
     assert [f.component for f in main.futures] == ["tools_mod:t", "tools_mod:t"] and main.is_async
+
+
+def test_a_very_deep_expression_builds_unchanged(tmp_path: Path) -> None:
+    """LibCST nests implicit string concatenation: 5,000 pieces are 5,000 levels deep."""
+    source = "TEXT = (\n" + "".join(f"    'piece {i} '\n" for i in range(5000)) + ")\n"
+    app = tmp_path / "topics.py"
+    app.write_text(source, encoding="utf-8")
+    result = build(app, tmp_path / "build")
+    assert (result.out_dir / "topics.py").read_text(encoding="utf-8") == source
