@@ -34,6 +34,8 @@ class _Component:
     methods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     open_kwargs: set[str] = field(default_factory=set)
     managed: list[str] = field(default_factory=list)
+    #: Methods (or the tool itself) written ``async def``: a call makes a coroutine.
+    async_methods: set[str] = field(default_factory=set)
 
 
 class Lowerer:
@@ -111,6 +113,8 @@ class Lowerer:
                 comp.methods[node.name.value] = param_names(node.params)
                 if node.params.star_kwarg is not None:
                     comp.open_kwargs.add(node.name.value)
+                if node.asynchronous is not None:
+                    comp.async_methods.add(node.name.value)
                 self.components[key] = comp
                 info.symbols[node.name.value] = Symbol("tool", key)
             elif name == "workflow":
@@ -129,6 +133,8 @@ class Lowerer:
                     comp.methods[item.name.value] = param_names(item.params)[1:]
                     if item.params.star_kwarg is not None:
                         comp.open_kwargs.add(item.name.value)
+                    if item.asynchronous is not None:
+                        comp.async_methods.add(item.name.value)
                     if item.name.value == "__init__" and required_params(item.params) > 1:
                         raise self._error(
                             info,

@@ -27,6 +27,7 @@ from libcst.metadata import PositionProvider
 
 from .._errors import CompileError
 from ..ir import (
+    AWAIT,
     ArgRef,
     Binding,
     CallNode,
@@ -114,17 +115,14 @@ class FunctionLowerer:
         #: Names bound by the comprehensions and lambdas being lowered.
         self.inner_locals: list[set[str]] = []
         self.handle_vars = self._handle_vars()
+        #: Written ``async def``: calling it makes a coroutine; it may ``await``.
+        self.written_async = node.asynchronous is not None
         self.self_name = param_names(node.params)[0] if owner and node.params.params else None
 
     # -- entry ---------------------------------------------------------
 
     def run(self) -> list[FunctionIR]:
-        if self.node.asynchronous is not None:
-            raise self.error(
-                self.node,
-                f"async def {self.node.name.value}: nalarc apps are plain synchronous Python "
-                "(the compiler makes what needs it asynchronous)",
-            )
+        self._check_async_component()
         span = self.span(self.node)
         self.push_region("function", self.node)
         for name in param_names(self.node.params):
@@ -144,6 +142,7 @@ class FunctionLowerer:
             parent=self.parent.qualname if self.parent else None,
             owner=f"{self.info.name}:{self.owner}" if self.owner else None,
             is_generator=self._is_generator(),
+            written_async=self.written_async,
             implicit=implicit,
             pure=not self.impure and not self.futures and not self.has_dynamic and not self.globals and not self.nonlocals,
             has_dynamic_calls=self.has_dynamic,
@@ -162,6 +161,22 @@ class FunctionLowerer:
 
     def _is_generator(self) -> bool:
         return any(isinstance(n, cst.Yield) for n in self.scope_nodes)
+
+    def _check_async_component(self) -> None:
+        """An async generator cannot be a component: its values could not leave the process."""
+        name = self.node.name.value
+        public_method = self.kind == "agent_method" and not name.startswith("_")
+        if self.written_async and self._is_generator() and (self.kind == "tool" or public_method):
+            raise self.error(
+                self.node,
+                f"async generator {name} cannot be a component: a call's result must be a value "
+                "(return a list, or make it a helper the workflow iterates with async for)",
+            )
+
+    def _require_async(self, node: cst.CSTNode, what: str) -> None:
+        """``await``, ``async for``, ``async with`` need an ``async def`` (as in CPython)."""
+        if not self.written_async:
+            raise self.error(node, f"{what} outside async function")
 
     def _handle_vars(self) -> set[str]:
         """Locals bound only to ``AgentClass()``: calls of their methods are component calls."""
@@ -535,7 +550,7 @@ class FunctionLowerer:
                 self.block(node.orelse.body)
         elif isinstance(node, cst.For):
             if node.asynchronous is not None:
-                raise self.error(node, "async for is not supported in nalarc app code")
+                self._require_async(node, "'async for'")
             source, _ = self.expr(node.iter, SHALLOW, "iter")
             self.push_region("for", node)
             self.bind(node.target, "plain" if _is_range(node.iter, self) else "maybe")
@@ -546,6 +561,8 @@ class FunctionLowerer:
         elif isinstance(node, (cst.Try, cst.TryStar)):
             self._try(node)
         elif isinstance(node, cst.With):
+            if node.asynchronous is not None:
+                self._require_async(node, "'async with'")
             self.barrier()
             for item in node.items:
                 self.expr(item.item, SHALLOW, "with")
@@ -717,7 +734,7 @@ class FunctionLowerer:
             self.candidate(node, ctx, reason, "other")
             return "maybe", ()
         if isinstance(node, cst.Await):
-            raise self.error(node, "await in nalarc app code: workflows are written as plain synchronous Python")
+            return self._await(node, ctx, reason)
         if isinstance(node, (cst.Yield,)):
             if node.value is not None and isinstance(node.value, cst.BaseExpression):
                 self.expr(node.value, DEEP, "yield")
@@ -727,6 +744,24 @@ class FunctionLowerer:
         if isinstance(node, cst.StarredElement):
             self.expr(node.value, SHALLOW, "iter")
             return "maybe", ()
+        return "maybe", ()
+
+    def _await(self, node: cst.Await, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        """``await x``: a materialization point (``reason="await"``) of the awaited expression.
+
+        A component call awaited at once is still a future first (``await fetch(x)``);
+        any other awaitable may run foreign code, so the statement is a barrier.
+        """
+        self._require_async(node, "'await'")
+        inner = node.expression
+        self.expr(inner, PASS, "await")
+        if not (isinstance(inner, cst.Call) and self._last_future_for(inner) is not None):
+            self.barrier()
+            self.impure = True
+        names = (inner.value,) if isinstance(inner, cst.Name) else ()
+        mid = f"m{len(self.materializations)}"
+        self.materializations.append(MaterializeNode(mid, self.span(inner), "await", False, names, self.region, "await"))
+        self.candidate(node, ctx, reason, "other")
         return "maybe", ()
 
     def _slices(self, node: cst.Subscript) -> None:
@@ -755,6 +790,8 @@ class FunctionLowerer:
         comp_for = node.for_in
         first = True
         while comp_for is not None:
+            if comp_for.asynchronous is not None and not isinstance(node, cst.GeneratorExp):
+                self._require_async(comp_for, "asynchronous comprehension")
             if not first:
                 self.expr(comp_for.iter, SHALLOW, "iter")
             first = False
@@ -882,6 +919,7 @@ class FunctionLowerer:
                 args=tuple(args),
                 region=self.region,
                 order=len(self.futures),
+                flags=AWAIT if method in comp.async_methods else 0,
             )
         )
         self.candidate(node, ctx, reason, "call:component")
