@@ -228,7 +228,8 @@ async def run_in_frame(
             result = await body()
             result = await md(result)
             await settle()
-            await _finish(frame)
+            _finish(frame)
+            nursery.cancel_scope.cancel()  # only lazy calls nobody awaited can still be running
         except Exception as exc:  # noqa: BLE001 - reconciled and re-raised below
             error = await reconcile(exc)
             nursery.cancel_scope.cancel()
@@ -239,11 +240,12 @@ async def run_in_frame(
     return result
 
 
-async def _finish(frame: Frame) -> None:
-    """The frame's code is done: wait for lazy calls nobody awaited, cancel leftover tasks."""
-    for p in list(frame.outstanding):
-        if not p.done():
-            await p.wait()
+def _finish(frame: Frame) -> None:
+    """The frame's value is known and its synchronous calls settled: what still runs is
+    tasks and calls of async components nobody awaited (or ``wait_for`` gave up on).
+    ``asyncio.run`` cancels such tasks when its coroutine returns, and a coroutine nobody
+    awaits never runs: cancel them (a call already running on a worker finishes there,
+    unseen)."""
     for task in _frame_tasks.pop(frame, ()):
         task.cancel()
 
