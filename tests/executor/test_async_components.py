@@ -249,3 +249,64 @@ def test_an_async_agent_method_keeps_managed_state(app: LoadedApp, tmp_path: Pat
     runner = InProcessRunner(app)
     assert [runner.run(w, k, s) for w, k, s in requests] == expected
     assert on_workers(app, requests) == expected
+
+
+HTTP_APP = '''
+import asyncio
+import httpx
+import nalarc
+
+@nalarc.tool
+async def get(url):
+    async with httpx.AsyncClient() as client:
+        response = await client.get(url)
+        return response.text
+
+@nalarc.workflow
+async def crawl(base, n):
+    pages = await asyncio.gather(*[get(f"{base}/page{i}") for i in range(n)])
+    async with httpx.AsyncClient() as client:  # an asyncio library in compiled code: bridged
+        extra = await client.get(f"{base}/extra")
+    return [*pages, extra.text, extra.status_code]
+'''
+
+
+@pytest.fixture()
+def slow_server() -> Any:
+    """A local HTTP server that answers every GET after 0.2 s, from its own threads."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            time.sleep(0.2)
+            body = f"got {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_httpx_in_leaf_tools_and_in_a_compiled_workflow(slow_server: str, tmp_path: Path) -> None:
+    pytest.importorskip("httpx")
+    path = tmp_path / "http_app.py"
+    path.write_text(textwrap.dedent(HTTP_APP), encoding="utf-8")
+    app = load_app(path, out_dir=tmp_path / "build")
+    expected = ["got /page0", "got /page1", "got /page2", "got /extra", 200]
+    runner = InProcessRunner(app)
+    value, seconds = _timed(lambda: runner.run("crawl", {"base": slow_server, "n": 3}))
+    assert value == expected
+    assert seconds < 0.8, f"3 parallel GETs then one more (0.4 s of server time) took {seconds:.2f} s"
+    assert on_workers(app, [("crawl", {"base": slow_server, "n": 3}, "s")]) == [expected]
