@@ -821,6 +821,10 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
         else:
             value = await frame.runtime.backend.execute(record)
     except trio.Cancelled:
+        if not pending.done():
+            # Its frame is over (failed, or an async call nobody awaited): wake whoever
+            # waits for it elsewhere (the next call of a stateful agent's chain).
+            pending.set_error(Skipped(f"{record.label} cancelled: its frame ended"))
         raise
     except BaseException as error:  # noqa: BLE001 - delivered to the consumer
         pending.set_error(error)

@@ -749,14 +749,16 @@ class FunctionLowerer:
     def _await(self, node: cst.Await, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
         """``await x``: a materialization point (``reason="await"``) of the awaited expression.
 
-        A component call awaited at once is still a future first (``await fetch(x)``);
-        any other awaitable may run foreign code, so the statement is a barrier.
+        A component call awaited at once is still a future first (``await fetch(x)``).
+        The statement is a barrier: an awaitable may run foreign code, and a launch
+        hoisted above ``await fetch(x)`` would get an earlier place in program order
+        than the call it follows, so its failure would be raised instead of fetch's.
         """
         self._require_async(node, "'await'")
         inner = node.expression
         self.expr(inner, PASS, "await")
+        self.barrier()
         if not (isinstance(inner, cst.Call) and self._last_future_for(inner) is not None):
-            self.barrier()
             self.impure = True
         names = (inner.value,) if isinstance(inner, cst.Name) else ()
         mid = f"m{len(self.materializations)}"
@@ -790,8 +792,10 @@ class FunctionLowerer:
         comp_for = node.for_in
         first = True
         while comp_for is not None:
-            if comp_for.asynchronous is not None and not isinstance(node, cst.GeneratorExp):
-                self._require_async(comp_for, "asynchronous comprehension")
+            if comp_for.asynchronous is not None:
+                if not isinstance(node, cst.GeneratorExp):
+                    self._require_async(comp_for, "asynchronous comprehension")
+                self.barrier()  # each step awaits (like an await: see _await)
             if not first:
                 self.expr(comp_for.iter, SHALLOW, "iter")
             first = False

@@ -97,6 +97,13 @@ async def sync_failure_first(key):
 
 
 @workflow
+async def await_then_sync(a, b):
+    first = await fetch(a)
+    second = shout(b)  # must not start before the awaited fetch in program order
+    return [first, second]
+
+
+@workflow
 async def mixed_gather(keys):
     results = await asyncio.gather(
         fetch(keys[0]), fetch_and_score(keys[1]), fetch("!" + keys[0]), return_exceptions=True
@@ -129,6 +136,8 @@ CALLS = [
     ("await_order", {"a": "ok", "b": "!second"}, "s2"),
     ("await_order", {"a": "!first", "b": "ok"}, "s2"),
     ("sync_failure_first", {"key": "!nope"}, "s2"),
+    ("await_then_sync", {"a": "!gone", "b": ""}, "s2"),
+    ("await_then_sync", {"a": "ok", "b": "fine"}, "s2"),
     ("mixed_gather", {"keys": ["p", "qq"]}, "s3"),
     ("gather_fails", {"keys": ["a", "!b", "!c"]}, "s3"),
     ("dispatch", {"names": ["fetch", "score", "fetch"], "text": "hey"}, "s3"),
