@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +25,11 @@ def run_plain_calls(calls: Sequence[Call], namespace: Mapping[str, Any]) -> list
     for workflow_name, kwargs, session_id in calls:
         with session(session_id):
             try:
-                result: Any = namespace[workflow_name](**kwargs)
+                workflow = namespace[workflow_name]
+                if inspect.iscoroutinefunction(workflow):
+                    result: Any = asyncio.run(workflow(**kwargs))
+                else:
+                    result = workflow(**kwargs)
             except Exception as exc:  # noqa: BLE001 - reported as data, like the runtime does
                 result = outcome_of_exception(exc)
         results.append(result)

@@ -11,7 +11,10 @@ MaterializeNode (shallow)   ``(await _nalarc_rt.m(x))``
 MaterializeNode (deep)      ``(await _nalarc_rt.md(x))``
 CallNode compiled (async)   ``(await helper(x))``
 CallNode dynamic / opaque   ``(await _nalarc_rt.dyn(f, (x,), {}))``
-FunctionIR.is_async         ``async def``; ``for`` -> ``async for``
+FunctionIR.is_async         ``async def`` + ``@_nalarc_rt.compiled`` (``compiled_async``
+                            if written async); ``for`` -> ``async for``
+``await x`` (written async)  ``await _nalarc_rt.aw(x)``; ``async for`` / ``async with``
+                            through ``aiter_async`` / ``acm_enter`` / ``acm_exit``
 ControlRegion try / with    settle on entry, settle and reconcile at body end
 Hoist                       launch statement moved up in its block
 ==========================  ===============================================
@@ -88,10 +91,39 @@ def pack_args(args: Sequence[cst.Arg]) -> tuple[cst.Tuple, cst.Dict]:
     return tup, cst.Dict(kw)
 
 
-def _aiter(iterable: Expr, target: cst.BaseExpression) -> cst.Call:
-    """``aiter(it)``; ``aiter_unpack(it)`` when the target unpacks each element."""
+def _aiter(iterable: Expr, target: cst.BaseExpression, written_async: bool = False) -> cst.Call:
+    """``aiter(it)``; ``aiter_unpack(it)`` when the target unpacks each element;
+    ``aiter_async(it)`` for an ``async for`` the program itself wrote."""
+    if written_async:
+        return rt_call("aiter_async", iterable)
     unpacks = isinstance(target, (cst.Tuple, cst.List))
     return rt_call("aiter_unpack" if unpacks else "aiter", iterable)
+
+
+def _is_async_genexp(node: cst.GeneratorExp) -> bool:
+    """An asynchronous generator expression (``await`` or ``async for`` beyond its first iterable)."""
+    comp: cst.CompFor | None = node.for_in
+    while comp is not None:
+        if comp.asynchronous is not None:
+            return True
+        comp = comp.inner_for_in
+    first = node.for_in.iter
+    finder = _AwaitFinder(first)
+    node.visit(finder)
+    return finder.found
+
+
+class _AwaitFinder(cst.CSTVisitor):
+    def __init__(self, skip: cst.CSTNode) -> None:
+        super().__init__()
+        self.skip, self.found = skip, False
+
+    def visit_Await(self, node: cst.Await) -> bool:
+        self.found = True
+        return False
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return node is not self.skip and not self.found and super().on_visit(node)
 
 
 def _settle_line() -> cst.SimpleStatementLine:
@@ -139,7 +171,8 @@ class Emitter(cst.CSTTransformer):
         for fn in module.functions:
             self.futures.update({f.span: f for f in fn.futures})
             self.calls.update({c.span: c for c in fn.calls})
-            self.mats.update({m.span: m for m in fn.materializations if m.needed})
+            # ``await`` is rewritten wherever it appears (leave_Await), not through these.
+            self.mats.update({m.span: m for m in fn.materializations if m.needed and m.reason != "await"})
             self.tries.update({r.span: r for r in fn.regions if r.kind in ("try", "with")})
             self.hoists.update({h.stmt: h.before for h in fn.hoists})
             self.eager_genexps.update(fn.eager_generators)
@@ -152,6 +185,8 @@ class Emitter(cst.CSTTransformer):
         self.islands: dict[int, int] = {}
         #: ``sync_depth`` of each enclosing scope, restored when a function body ends.
         self._saved_sync: list[int] = []
+        #: Asynchronous generator expressions kept asynchronous (ids of the original nodes).
+        self.async_genexps: set[int] = set()
 
     # -- context -------------------------------------------------------------
 
@@ -199,7 +234,7 @@ class Emitter(cst.CSTTransformer):
         if fn is None:
             return updated
         if fn.is_async:
-            return updated.with_changes(asynchronous=cst.Asynchronous())
+            return _compiled_async_def(fn, updated)
         if fn.is_region:
             wrapper = "region_gen" if fn.is_generator else "region"
             return updated.with_changes(decorators=[*updated.decorators, cst.Decorator(rt(wrapper))])
@@ -220,6 +255,9 @@ class Emitter(cst.CSTTransformer):
 
     def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
         if self.pos(node) in self.eager_genexps and self.mode == "async":
+            return
+        if self.mode == "async" and _is_async_genexp(node):
+            self.async_genexps.add(id(node))  # awaits inside: it stays asynchronous, never blocking
             return
         self.sync_depth += 1
         self.region_exprs.append(False)
@@ -243,6 +281,9 @@ class Emitter(cst.CSTTransformer):
     def leave_GeneratorExp(self, original: cst.GeneratorExp, updated: cst.GeneratorExp) -> Expr:
         if self.pos(original) in self.eager_genexps and self.mode == "async":
             return cst.ListComp(updated.elt, self._async_for(updated.for_in))
+        if id(original) in self.async_genexps:
+            self.async_genexps.discard(id(original))
+            return rt_call("native_agen", updated.with_changes(for_in=self._async_for(updated.for_in)))
         self.sync_depth -= 1
         is_region = self.region_exprs.pop()
         if is_region and self.scope.mode != "plain":
@@ -253,7 +294,7 @@ class Emitter(cst.CSTTransformer):
         inner = self._async_for(comp.inner_for_in) if comp.inner_for_in else None
         return comp.with_changes(
             asynchronous=cst.Asynchronous(),
-            iter=_aiter(comp.iter, comp.target),
+            iter=_aiter(comp.iter, comp.target, comp.asynchronous is not None),
             inner_for_in=inner,
         )
 
@@ -310,6 +351,12 @@ class Emitter(cst.CSTTransformer):
     def leave_Dict(self, original: cst.Dict, updated: cst.Dict) -> Expr:
         return self.materialize(original, updated)
 
+    def leave_Await(self, original: cst.Await, updated: cst.Await) -> Expr:
+        """``await x`` -> ``await _nalarc_rt.aw(x)``: futures, compiled coroutines, foreign awaitables."""
+        if self.mode != "async":
+            return updated
+        return self.materialize(original, updated.with_changes(expression=rt_call("aw", updated.expression)))
+
     # -- calls -------------------------------------------------------------
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> Expr:
@@ -346,6 +393,8 @@ class Emitter(cst.CSTTransformer):
             "super", "locals", "globals", "vars", "dir", "eval", "exec"
         ):
             return updated
+        if kind == "compiled" and call is not None and self._makes_coroutine(call):
+            return updated  # a coroutine (in any mode), awaited where the program awaits it
         args, kwargs = pack_args(updated.args)
         if mode == "sync":
             if kind in ("compiled", "dynamic", "intrinsic"):
@@ -364,6 +413,11 @@ class Emitter(cst.CSTTransformer):
         helper = "dyn_effect" if call is not None and call.target == "global" else "dyn"
         return awaited(rt_call(helper, updated.func, args, kwargs))
 
+    def _makes_coroutine(self, call: CallNode) -> bool:
+        """A call of a compiled function written ``async def``: it only makes a coroutine."""
+        target = self.all_functions.get(call.target or "")
+        return target is not None and target.is_async and target.written_async
+
     # -- statements ----------------------------------------------------------
 
     def visit_For(self, node: cst.For) -> None:
@@ -373,7 +427,8 @@ class Emitter(cst.CSTTransformer):
         self.scope.loop_depth -= 1
         if self.scope.mode != "async":
             return updated
-        return updated.with_changes(asynchronous=cst.Asynchronous(), iter=_aiter(updated.iter, original.target))
+        written = original.asynchronous is not None
+        return updated.with_changes(asynchronous=cst.Asynchronous(), iter=_aiter(updated.iter, original.target, written))
 
     def visit_While(self, node: cst.While) -> None:
         self.scope.loop_depth += 1
@@ -430,8 +485,9 @@ class Emitter(cst.CSTTransformer):
         line, col = self.pos(original)[:2]
         body: cst.BaseSuite = self._guarded_body(updated.body)
         statements: list[cst.BaseStatement] = []
+        is_async = original.asynchronous is not None
         for index, item in reversed(list(enumerate(updated.items))):
-            statements = _explicit_with(item, body, f"{line}_{col}_{index}")
+            statements = _explicit_with(item, body, f"{line}_{col}_{index}", is_async)
             body = cst.IndentedBlock(statements)
         return self._expanded(original, [_settle_line(), *statements])
 
@@ -570,9 +626,9 @@ class Emitter(cst.CSTTransformer):
     # -- module ----------------------------------------------------------------
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
-        if not self.program.components():
-            # Nothing can ever be a future: the module stays exactly as written
-            # (and does not even import the runtime).
+        if not self.program.components() and not any(f.is_async or f.is_region for f in self.module.functions):
+            # Nothing can ever be a future and nothing was compiled: the module
+            # stays exactly as written (and does not even import the runtime).
             return updated
         body: list[cst.BaseStatement] = list(updated.body)
         index = 0
@@ -636,17 +692,22 @@ def _statements(suite: cst.BaseSuite) -> list[cst.BaseStatement]:
     return [cst.SimpleStatementLine(list(suite.body))]
 
 
-def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str) -> list[cst.BaseStatement]:
-    """PEP 343 spelled out, so ``__enter__`` / ``__exit__`` can run where they must."""
+def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str, is_async: bool = False) -> list[cst.BaseStatement]:
+    """PEP 343 spelled out, so ``__enter__`` / ``__exit__`` can run where they must.
+
+    ``async with`` (PEP 492) is spelled out the same way: ``__aenter__`` / ``__aexit__``
+    are awaited through the runtime (``acm_enter`` / ``acm_exit``), like any ``await``.
+    """
     cm, ok, exc = f"_nalarc_cm_{tag}", f"_nalarc_ok_{tag}", f"_nalarc_exc_{tag}"
-    enter = awaited(rt_call("cm_enter", cst.Name(cm)))
+    enter_fn, exit_fn = ("acm_enter", "acm_exit") if is_async else ("cm_enter", "cm_exit")
+    enter = awaited(rt_call(enter_fn, cst.Name(cm)))
     bind: cst.BaseSmallStatement = (
         cst.Assign([cst.AssignTarget(item.asname.name)], enter) if item.asname is not None else cst.Expr(enter)
     )
     handler = cst.ExceptHandler(
         body=cst.IndentedBlock([
             _stmt(f"{ok} = False"),
-            _stmt(f"if not await {RT}.cm_exit({cm}, {exc}):\n    raise\n"),
+            _stmt(f"if not await {RT}.{exit_fn}({cm}, {exc}):\n    raise\n"),
         ]),
         type=cst.Name("BaseException"),
         name=cst.AsName(cst.Name(exc)),
@@ -654,7 +715,7 @@ def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str) -> list[cs
     guarded = cst.Try(
         body=cst.IndentedBlock(_statements(body)),
         handlers=[handler],
-        finalbody=cst.Finally(cst.IndentedBlock([_stmt(f"if {ok}:\n    await {RT}.cm_exit({cm}, None)\n")])),
+        finalbody=cst.Finally(cst.IndentedBlock([_stmt(f"if {ok}:\n    await {RT}.{exit_fn}({cm}, None)\n")])),
     )
     return [
         cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(cm))], item.item)]),
@@ -662,6 +723,14 @@ def _explicit_with(item: cst.WithItem, body: cst.BaseSuite, tag: str) -> list[cs
         _stmt(f"{ok} = True"),
         guarded,
     ]
+
+
+def _compiled_async_def(fn: FunctionIR, updated: cst.FunctionDef) -> cst.FunctionDef:
+    """``async def`` marked as compiled (innermost decorator), so the runtime never mistakes it
+    for user asyncio code: ``compiled_async`` if the program wrote it async (calling it makes a
+    coroutine), ``compiled`` if it was synchronous (its callers await it at once)."""
+    marker = cst.Decorator(rt("compiled_async" if fn.written_async else "compiled"))
+    return updated.with_changes(asynchronous=cst.Asynchronous(), decorators=[*updated.decorators, marker])
 
 
 def _is_docstring_or_future(stmt: cst.BaseStatement) -> bool:

@@ -1,7 +1,9 @@
 """The in-process backend: components run in the driver's own trio loop.
 
 Sync component code runs in worker threads (it blocks on I/O); compiled async
-code runs natively in a frame of its own.  This is the embedded default for
+code runs natively in a frame of its own; user asyncio code (a component written
+``async def`` that nalarc left as written) runs on the process's asyncio loop
+thread, awaited from trio without blocking it.  This is the embedded default for
 one request from the CLI and the reference the process backend is tested
 against.
 """
@@ -18,6 +20,7 @@ import trio
 from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
 from . import _rt
+from ._asyncio_bridge import await_in_loop, run_blocking
 from ._statestore import StateStore
 from ._trace import Tracer, driver_pid
 
@@ -101,14 +104,14 @@ class InProcessBackend:
         """Run a call synchronously, here and now (the fallback for implicit code)."""
         if spec.kind == "tool":
             with session(session_id):
-                return target(*args, **kwargs)
+                return _call_plain(target, args, kwargs)
         fn = instance_member(self._instance(target.agent_class, spec.key), method)
         if not spec.managed:
             with session(session_id):
-                return fn(*args, **kwargs)
+                return _call_plain(fn, args, kwargs)
         txn = StateTransaction(session_id, spec.key, self.store.load(session_id, spec.key))
         with bind_transaction(txn):
-            result = fn(*args, **kwargs)
+            result = _call_plain(fn, args, kwargs)
         if txn.touched:
             self.store.commit(session_id, spec.key, txn.values)
         return result
@@ -125,10 +128,20 @@ async def run_component_code(
             return await _invoke(fn, call, runtime)
 
 
+def _call_plain(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run uncompiled component code here and now (user asyncio code: on the asyncio loop)."""
+    if inspect.iscoroutinefunction(fn) and _rt.compiled_kind(fn) is None:
+        return run_blocking(fn(*args, **kwargs))
+    return fn(*args, **kwargs)
+
+
 async def _invoke(fn: Any, call: _rt.CallRecord, runtime: _rt.Runtime) -> Any:
-    if inspect.iscoroutinefunction(fn) or blocks_on_futures(call.spec, call.target, call.method):
+    if _rt.compiled_kind(fn) is not None or blocks_on_futures(call.spec, call.target, call.method):
         entry = frame_entry(fn, runtime)
         return await run_frame(entry, call.args, call.kwargs, runtime, call.session, call.request)
+    if inspect.iscoroutinefunction(fn):
+        # A leaf async component: user asyncio code, on the asyncio loop (context goes with it).
+        return await await_in_loop(fn(*call.args, **call.kwargs))
     return await trio.to_thread.run_sync(
         functools.partial(fn, *call.args, **call.kwargs),
         limiter=runtime.thread_limiter,
@@ -160,23 +173,7 @@ async def run_frame(
     top: bool = False,
 ) -> Any:
     """Run compiled async code in a frame of its own; return its deep value."""
-    error: BaseException | None = None
-    result: Any = None
-    async with trio.open_nursery() as nursery:
-        frame = _rt.Frame(nursery, runtime, session_id, request_id, top)
-        token = _rt.enter_frame(frame)
-        try:
-            result = await fn(*args, **kwargs)
-            result = await _rt.md(result)
-            await _rt.settle()
-        except Exception as exc:  # noqa: BLE001 - reconciled and re-raised below
-            error = await _rt.reconcile(_rt.stop_iteration_of(exc))
-            nursery.cancel_scope.cancel()
-        finally:
-            _rt.leave_frame(token)
-    if error is not None:
-        raise error
-    return result
+    return await _rt.run_in_frame(lambda: fn(*args, **kwargs), runtime, session_id, request_id, top)
 
 
 async def run_request(
@@ -184,7 +181,14 @@ async def run_request(
     request_id: str | None = None,
 ) -> Any:
     """Run one workflow request to its (deep) value."""
-    if not inspect.iscoroutinefunction(fn):
+    if _rt.compiled_kind(fn) is None and inspect.iscoroutinefunction(fn):
+        # Uncompiled asyncio code (nalarc compiles every async workflow of a build).
+        user = fn
+
+        async def fn(**kwargs: Any) -> Any:
+            return await await_in_loop(user(**kwargs))
+
+    elif _rt.compiled_kind(fn) is None:
         # A workflow that calls no component compiles to plain code; it still
         # gets a frame, for the regions (generators) it may reach.
         plain = fn

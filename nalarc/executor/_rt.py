@@ -50,6 +50,7 @@ import trio
 
 from .._api import ATTRIBUTE_READ, ComponentSpec, component_spec, is_served
 from .._errors import NalarcError, NalarcInternalError
+from ..ir import AWAIT as AWAIT
 from ..ir import EFFECT as EFFECT  # call flags, or-ed together by the code generator
 from ..ir import STAGE_SHIFT as STAGE_SHIFT
 from ._containers import substitute
@@ -57,14 +58,20 @@ from ._containers import substitute
 __all__ = [
     "AgentHandle",
     "Pending",
+    "acm_enter",
+    "acm_exit",
     "aiter",
+    "aiter_async",
     "as_completed",
     "available",
+    "aw",
     "bcall",
     "bdyn",
     "bm",
     "bmd",
     "call",
+    "compiled",
+    "compiled_async",
     "dyn",
     "dyn_effect",
     "dyn_next",
@@ -76,6 +83,7 @@ __all__ = [
     "m",
     "mark_pure",
     "md",
+    "native_agen",
     "reconcile",
     "region",
     "region_gen",
@@ -193,7 +201,7 @@ class Pending:
 
     __slots__ = (
         "_done", "_event", "_callbacks", "_value", "_error", "seq", "frame", "label", "observed", "call",
-        "__weakref__",
+        "lazy", "__weakref__",
     )
 
     def __init__(self, frame: Frame | None, seq: int, label: str) -> None:
@@ -210,6 +218,9 @@ class Pending:
         #: Its failure was handed to user code, or it is a phantom: a call
         #: sequential Python never made because an earlier one raised.
         self.observed = False
+        #: A call of a component written ``async def`` (:data:`AWAIT`): plain Python runs it
+        #: only where it is awaited, so it fails only there (:func:`aw`), never at a settle.
+        self.lazy = False
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Pending:
         return self  # a future is immutable: snapshots share it
@@ -297,7 +308,7 @@ class Frame:
 
     async def wait_before(self, seq: int) -> None:
         for p in list(self.outstanding):
-            if p.seq < seq and not p.done():
+            if p.seq < seq and not p.done() and not p.lazy:
                 await p.wait()
 
     def earliest_failure(self, before: int) -> Pending | None:
@@ -308,7 +319,7 @@ class Frame:
             if p.done() and not p.failed():
                 continue  # succeeded: forget it
             keep.append(p)
-            if p.seq < before and p.failed() and not p.observed:
+            if p.seq < before and p.failed() and not p.observed and not p.lazy:
                 if best is None or p.seq < best.seq:
                     best = p
         self.outstanding = keep
@@ -460,7 +471,7 @@ async def settle() -> None:
     """Wait for every future of the frame; raise the earliest failure."""
     frame = current_frame()
     while True:
-        waiting = [p for p in frame.outstanding if not p.done()]
+        waiting = [p for p in frame.outstanding if not p.done() and not p.lazy]
         if not waiting:
             break
         for p in waiting:
@@ -585,6 +596,8 @@ def call(
         spec = found
     frame = current_frame()
     pending = Pending(frame, frame.next_seq(), _label(spec, method))
+    if flags & AWAIT:
+        pending.lazy = True
     frame.outstanding.append(pending)
     if kwargs or type(args) is not tuple or not _atoms(args):
         args, kwargs = _snapshot(args), _snapshot(kwargs)
@@ -837,7 +850,7 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
         await _resolve_inputs(record)
         if flags & EFFECT:
             await frame.wait_before(pending.seq)
-            if any(p.seq < pending.seq and p.failed() and not p.observed for p in frame.outstanding):
+            if any(p.seq < pending.seq and p.failed() and not p.observed and not p.lazy for p in frame.outstanding):
                 raise Skipped(f"{record.label} skipped: an earlier call failed")
         if predecessor is not None and not predecessor.done():
             await predecessor.wait()
@@ -848,6 +861,10 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
         else:
             value = await frame.runtime.backend.execute(record)
     except trio.Cancelled:
+        if not pending.done():
+            # Its frame is over (failed, or an async call nobody awaited): wake whoever
+            # waits for it elsewhere (the next call of a stateful agent's chain).
+            pending.set_error(Skipped(f"{record.label} cancelled: its frame ended"))
         raise
     except BaseException as error:  # noqa: BLE001 - delivered to the consumer
         pending.set_error(error)
@@ -923,7 +940,8 @@ def _is_mutation(fn: Any) -> bool:
 
 
 def _is_compiled_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn)
+    """Compiled code (marked by the code generator; user ``async def`` is not)."""
+    return compiled_kind(fn) is not None
 
 
 def _agent_spec(fn: Any) -> ComponentSpec | None:
@@ -940,20 +958,30 @@ async def dyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return call(fn.handle, fn.name, _flags_of(fn), args, kwargs)
     spec = component_spec(fn)
     if spec is not None and spec.kind == "tool":
-        return call(fn, None, 0, args, kwargs)
+        return call(fn, None, await_flag(fn, None), args, kwargs)
     agent_spec = _agent_spec(fn)
     if agent_spec is not None:
         await md(args)
         return AgentHandle(fn, agent_spec)
-    intrinsic = _INTRINSICS.get(fn) if _hashable(fn) else None
-    if intrinsic is not None:
-        return await intrinsic(*args, **kwargs)
+    if _hashable(fn):
+        intrinsic = _INTRINSICS.get(fn)
+        if intrinsic is not None:
+            return await intrinsic(*args, **kwargs)
+        on_trio = ASYNCIO_FUNCTIONS.get(fn)
+        if on_trio is not None:
+            return on_trio(*args, **kwargs)  # an awaitable, awaited where the program awaits it
+        blocking = ASYNCIO_BLOCKING.get(fn)
+        if blocking is not None:
+            return await blocking(*args, **kwargs)  # asyncio.run(main)
     unserved = _unserved_agent_method(fn)
     if unserved is not None:
         agent_handle = AgentHandle(type(fn.__self__), unserved)
         return call(agent_handle, fn.__name__, _flags_of(ComponentMethod(agent_handle, fn.__name__)), args, kwargs)
-    if _is_compiled_async(fn):
+    kind = compiled_kind(fn)
+    if kind == CALL:
         return await fn(*args, **kwargs)
+    if kind == COROUTINE:
+        return fn(*args, **kwargs)  # a coroutine, as in plain Python
     return await _opaque(fn, args, kwargs, effect=False)
 
 
@@ -1043,9 +1071,10 @@ async def dyn_effect(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 def _flags_of(method: ComponentMethod) -> int:
     spec = method.handle.spec
     writes = getattr(method.handle.agent_class, "__nalarc_writes__", None)
+    flags = await_flag(method.handle.agent_class, method.name)
     if spec.directives.stateful or (spec.managed and (writes is None or method.name in writes)):
-        return EFFECT
-    return 0
+        return flags | EFFECT
+    return flags
 
 
 def _hashable(x: Any) -> bool:
@@ -1072,8 +1101,12 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
         await md(owner)
     args = await md(args)
     kwargs = await md(kwargs)
+    if not effect and is_foreign_coroutine_function(fn):
+        return fn(*args, **kwargs)  # only makes the coroutine: it runs where it is awaited (aw)
     if effect or not _is_pure(fn) and (frame.try_depth > 0 or not _is_mutation(fn)):
         await settle()
+    if is_asyncio_bound(fn):
+        return await call_asyncio_bound(fn, args, kwargs)  # asyncio objects are not thread-safe
     args, kwargs, needs_thread = _adapt_callbacks(args, kwargs)
     # Uncompiled code reading a handle's attribute blocks for it: not on the event loop.
     needs_thread = needs_thread or _has_handle(args) or _has_handle(kwargs.values())
@@ -1142,9 +1175,9 @@ def _blocking_version(x: Any) -> Callable[..., Any] | None:
         callable(x) and (_spec := component_spec(x)) is not None and _spec.kind == "tool"
     ):
         return lambda *a, **k: bmd(bdyn(x, a, k))
-    if _is_compiled_async(x):
+    if compiled_kind(x) == CALL:
         return lambda *a, **k: bmd(bdyn(x, a, k))
-    return None
+    return None  # compiled from async def: calling it only makes a coroutine, anywhere
 
 
 # --------------------------------------------------------------------------
@@ -1497,8 +1530,11 @@ def push_try() -> None:
 
 async def local(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call synchronous app code (``self.helper(x)``): never a component call."""
-    if _is_compiled_async(fn):
+    kind = compiled_kind(fn)
+    if kind == CALL:
         return await fn(*args, **kwargs)
+    if kind == COROUTINE:
+        return fn(*args, **kwargs)
     return await _opaque(fn, args, kwargs, effect=False)
 
 
@@ -1508,3 +1544,25 @@ async def session_id() -> str:
 
 
 _INTRINSICS: Final = _intrinsics()
+
+
+# The part of the runtime for code written ``async def`` (it builds on the names above).
+from ._rt_async import (  # noqa: E402
+    ASYNCIO_BLOCKING,
+    ASYNCIO_FUNCTIONS,
+    CALL,
+    COROUTINE,
+    acm_enter as acm_enter,
+    acm_exit as acm_exit,
+    aiter_async as aiter_async,
+    aw as aw,
+    await_flag,
+    call_asyncio_bound,
+    compiled as compiled,
+    compiled_async as compiled_async,
+    compiled_kind as compiled_kind,
+    is_asyncio_bound,
+    is_foreign_coroutine_function,
+    native_agen as native_agen,
+    run_in_frame as run_in_frame,
+)

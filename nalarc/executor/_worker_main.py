@@ -39,7 +39,10 @@ threads.  Bookkeeping messages (``consume``, ``release``, ``value``...) are
 handled by the reading thread at once, so they keep their order relative to
 the calls.  Sync component code therefore runs in a thread, as it must (it
 blocks on I/O).  Compiled async component code runs on one trio loop in a
-thread of its own; the component calls it makes go back to the driver.  The
+thread of its own; the component calls it makes go back to the driver.  User
+asyncio code (a component written ``async def`` that nalarc left as written)
+runs on the process's asyncio loop, in another thread of its own; the call's
+thread waits for it.  The
 worker exits when the driver goes away (its socket closes, or it dies).
 """
 
@@ -287,7 +290,7 @@ class Worker:
         self._peers_lock = threading.Lock()
         self.instances: dict[str, Any] = {}
         self.objects: dict[str, Any] = {}
-        self._functions: dict[tuple[str, str, str | None], tuple[ComponentSpec, Any, Any, bool]] = {}
+        self._functions: dict[tuple[str, str, str | None], tuple[ComponentSpec, Any, Any, str]] = {}
         self._lane: _AsyncLane | None = None
         self._lane_lock = threading.Lock()
         self._instance_lock = threading.Lock()
@@ -393,17 +396,16 @@ class Worker:
 
     # -- calls -------------------------------------------------------------
 
-    def _call_function(self, instance_id: str, key: str, method: str | None) -> tuple[ComponentSpec, Any, Any, bool]:
-        """The component, the function a call runs, and whether it runs in a frame on the async
-        lane (compiled async code, or compiled sync code that blocks on futures)."""
+    def _call_function(self, instance_id: str, key: str, method: str | None) -> tuple[ComponentSpec, Any, Any, str]:
+        """The component, the function a call runs, and how it runs (see :func:`_code_kind`)."""
         found = self._functions.get((instance_id, key, method))
         if found is None:
             target = self._resolve(key)
             spec = component_spec(target)
             assert spec is not None
             fn = instance_member(self._instance(instance_id, target), method) if spec.kind == "agent" else target
-            in_frame = inspect.iscoroutinefunction(fn) or blocks_on_futures(spec, target, method)
-            found = self._functions[(instance_id, key, method)] = (spec, target, fn, in_frame)
+            kind = "compiled" if blocks_on_futures(spec, target, method) else _code_kind(fn)
+            found = self._functions[(instance_id, key, method)] = (spec, target, fn, kind)
         return found
 
     def _run(self, call_id: int, instance_id: str, key: str, method: str | None, args: tuple[Any, ...],
@@ -412,10 +414,10 @@ class Worker:
         try:
             if deps:
                 args, kwargs = self._take_deps(deps, args, kwargs)
-            spec, target, fn, is_async = self._call_function(instance_id, key, method)
+            spec, target, fn, kind = self._call_function(instance_id, key, method)
             txn = StateTransaction(session_id, key, state) if state is not None else None
             result, after = contextvars.copy_context().run(
-                self._in_context, spec, target, fn, is_async, method, args, kwargs, session_id, request,
+                self._in_context, spec, target, fn, kind, method, args, kwargs, session_id, request,
                 instance_id, txn)
             targets = self._pushes.pop(call_id, None)
             pushed = self._push(call_id, result, targets) if targets else ()
@@ -509,17 +511,21 @@ class Worker:
             self.values.peer(peer, connected=False)
             channel.close()
 
-    def _in_context(self, spec: ComponentSpec, target: Any, fn: Any, is_async: bool, method: str | None,
+    def _in_context(self, spec: ComponentSpec, target: Any, fn: Any, kind: str, method: str | None,
                     args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str, request: str,
                     instance_id: str, txn: StateTransaction | None) -> tuple[Any, Any]:
         """Run one call in a fresh context (so nothing set here needs resetting)."""
         _instance.set(instance_id)  # which engine, cache, ... serves it (nalarc.llm)
         _session.set(session_id)
-        if is_async:
+        if kind == "compiled":
             from ._rt import CallRecord
 
             record = CallRecord(spec, target, method, args, kwargs, session_id, request, None)
             run: Callable[[], Any] = lambda: self.lane.run(fn, record)  # noqa: E731
+        elif kind == "asyncio":
+            from ._asyncio_bridge import run_blocking
+
+            run = lambda: run_blocking(fn(*args, **kwargs))  # noqa: E731 - context goes with it
         else:
             run = lambda: fn(*args, **kwargs)  # noqa: E731
         if txn is None:
@@ -543,6 +549,10 @@ class Worker:
             context = contextvars.copy_context()
             context.run(_instance.set, instance_id)
             results = context.run(batched, calls)
+            if inspect.iscoroutine(results):  # an async <method>_batch: user asyncio code
+                from ._asyncio_bridge import run_blocking
+
+                results = context.run(run_blocking, results)
             if len(results) != len(items):
                 raise RemoteError(f"{method}_batch returned {len(results)} results for {len(items)} calls")
             replies = [("done", call_id, True, result, None, "", ()) for (call_id, *_), result in zip(items, results)]
@@ -551,6 +561,17 @@ class Worker:
             replies = [("done", call_id, False, pickled, None, text, ()) for call_id, *_ in items]
         for reply in replies:
             self.channel.send(reply)
+
+
+def _code_kind(fn: Any) -> str:
+    """``compiled`` (trio code: the async lane; also compiled sync code that blocks on
+    futures, which the lane runs in a thread of its frame), ``asyncio`` (user ``async def``:
+    the asyncio loop), or ``sync`` (a plain function: this thread)."""
+    from ._rt import compiled_kind
+
+    if compiled_kind(fn) is not None:
+        return "compiled"
+    return "asyncio" if inspect.iscoroutinefunction(fn) else "sync"
 
 
 def _plain(value: Any) -> Any:

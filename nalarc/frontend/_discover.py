@@ -53,6 +53,8 @@ class Member:
     #: Parameters a caller passes (``self`` / ``cls`` dropped).
     params: tuple[str, ...]
     open_kwargs: bool
+    #: Written ``async def``: calling it makes a coroutine.
+    written_async: bool = False
 
 
 @dataclass
@@ -82,6 +84,8 @@ class _Component:
     managed: list[str] = field(default_factory=list)
     #: Method name -> qualname of the function that implements it.
     implementations: dict[str, str] = field(default_factory=dict)
+    #: Methods (or the tool itself) written ``async def``: a call makes a coroutine.
+    async_methods: set[str] = field(default_factory=set)
 
 
 class Lowerer:
@@ -199,6 +203,8 @@ class Lowerer:
                 comp.implementations[name] = f"{info.name}:{local}"
                 if node.params.star_kwarg is not None:
                     comp.open_kwargs.add(name)
+                if node.asynchronous is not None:
+                    comp.async_methods.add(name)
                 self.components[key] = comp
                 self._bind(info, name, Symbol("tool", key))
             elif kind == "workflow":
@@ -276,7 +282,7 @@ class Lowerer:
                 kind = "property"
         params = param_names(node.params)
         return Member(node.name.value, kind, qualname, params if kind == "static" else params[1:],
-                      node.params.star_kwarg is not None)
+                      node.params.star_kwarg is not None, node.asynchronous is not None)
 
     def _managed(self, info: ModuleInfo, node: cst.ClassDef) -> list[str]:
         managed: list[str] = []
@@ -422,6 +428,8 @@ class Lowerer:
             comp.implementations[name] = member.qualname
             if member.open_kwargs:
                 comp.open_kwargs.add(name)
+            if member.written_async:
+                comp.async_methods.add(name)
 
     def _check_agent_init(self, comp: _Component) -> None:
         """The runtime creates agent instances: ``__init__`` takes no required argument."""

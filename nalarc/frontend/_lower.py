@@ -27,6 +27,7 @@ from libcst.metadata import PositionProvider
 
 from .._errors import CompileError
 from ..ir import (
+    AWAIT,
     ArgRef,
     Binding,
     CallNode,
@@ -125,18 +126,15 @@ class FunctionLowerer:
         #: Names bound by the comprehensions and lambdas being lowered.
         self.inner_locals: list[set[str]] = []
         self.handle_vars = self._handle_vars()
+        #: Written ``async def``: calling it makes a coroutine; it may ``await``.
+        self.written_async = node.asynchronous is not None
         self.owner_key = f"{info.name}:{owner}" if owner else None
         self.self_name = self._self_name()
 
     # -- entry ---------------------------------------------------------
 
     def run(self) -> list[FunctionIR]:
-        if self.node.asynchronous is not None:
-            raise self.error(
-                self.node,
-                f"async def {self.node.name.value}: nalarc apps are plain synchronous Python "
-                "(the compiler makes what needs it asynchronous)",
-            )
+        self._check_async_component()
         span = self.span(self.node)
         self.push_region("function", self.node)
         for name in param_names(self.node.params):
@@ -156,6 +154,7 @@ class FunctionLowerer:
             parent=self.parent.qualname if self.parent else None,
             owner=f"{self.info.name}:{self.owner}" if self.owner else None,
             is_generator=self._is_generator(),
+            written_async=self.written_async,
             implicit=implicit,
             opaque_decorators=self._opaque_decorators(),
             pure=not self.impure and not self.futures and not self.has_dynamic and not self.globals and not self.nonlocals,
@@ -200,6 +199,22 @@ class FunctionLowerer:
                 continue
             out.append(name)
         return tuple(out)
+
+    def _check_async_component(self) -> None:
+        """An async generator cannot be a component: its values could not leave the process."""
+        name = self.node.name.value
+        public_method = self.kind == "agent_method" and not name.startswith("_")
+        if self.written_async and self._is_generator() and (self.kind == "tool" or public_method):
+            raise self.error(
+                self.node,
+                f"async generator {name} cannot be a component: a call's result must be a value "
+                "(return a list, or make it a helper the workflow iterates with async for)",
+            )
+
+    def _require_async(self, node: cst.CSTNode, what: str) -> None:
+        """``await``, ``async for``, ``async with`` need an ``async def`` (as in CPython)."""
+        if not self.written_async:
+            raise self.error(node, f"{what} outside async function")
 
     def _handle_vars(self) -> set[str]:
         """Locals bound only to ``AgentClass()``: calls of their methods are component calls."""
@@ -611,7 +626,7 @@ class FunctionLowerer:
                 self.block(node.orelse.body)
         elif isinstance(node, cst.For):
             if node.asynchronous is not None:
-                raise self.error(node, "async for is not supported in nalarc app code")
+                self._require_async(node, "'async for'")
             source, _ = self.expr(node.iter, SHALLOW, "iter")
             self.push_region("for", node)
             self.bind(node.target, "plain" if _is_range(node.iter, self) else "maybe")
@@ -622,6 +637,8 @@ class FunctionLowerer:
         elif isinstance(node, (cst.Try, cst.TryStar)):
             self._try(node)
         elif isinstance(node, cst.With):
+            if node.asynchronous is not None:
+                self._require_async(node, "'async with'")
             self.barrier()
             for item in node.items:
                 self.expr(item.item, SHALLOW, "with")
@@ -790,7 +807,7 @@ class FunctionLowerer:
             self.candidate(node, ctx, reason, "other")
             return "maybe", ()
         if isinstance(node, cst.Await):
-            raise self.error(node, "await in nalarc app code: workflows are written as plain synchronous Python")
+            return self._await(node, ctx, reason)
         if isinstance(node, (cst.Yield,)):
             if node.value is not None and isinstance(node.value, cst.BaseExpression):
                 self.expr(node.value, DEEP, "yield")
@@ -838,6 +855,27 @@ class FunctionLowerer:
             return expr.value in self.handle_vars
         return isinstance(expr, cst.Call) and not expr.args and self._agent_class(expr.func) is not None
 
+
+    def _await(self, node: cst.Await, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        """``await x``: a materialization point (``reason="await"``) of the awaited expression.
+
+        A component call awaited at once is still a future first (``await fetch(x)``).
+        The statement is a barrier: an awaitable may run foreign code, and a launch
+        hoisted above ``await fetch(x)`` would get an earlier place in program order
+        than the call it follows, so its failure would be raised instead of fetch's.
+        """
+        self._require_async(node, "'await'")
+        inner = node.expression
+        self.expr(inner, PASS, "await")
+        self.barrier()
+        if not (isinstance(inner, cst.Call) and self._last_future_for(inner) is not None):
+            self.impure = True
+        names = (inner.value,) if isinstance(inner, cst.Name) else ()
+        mid = f"m{len(self.materializations)}"
+        self.materializations.append(MaterializeNode(mid, self.span(inner), "await", False, names, self.region, "await"))
+        self.candidate(node, ctx, reason, "other")
+        return "maybe", ()
+
     def _slices(self, node: cst.Subscript) -> None:
         for element in node.slice:
             sl = element.slice
@@ -864,6 +902,10 @@ class FunctionLowerer:
         comp_for = node.for_in
         first = True
         while comp_for is not None:
+            if comp_for.asynchronous is not None:
+                if not isinstance(node, cst.GeneratorExp):
+                    self._require_async(comp_for, "asynchronous comprehension")
+                self.barrier()  # each step awaits (like an await: see _await)
             if not first:
                 self.expr(comp_for.iter, SHALLOW, "iter")
             first = False
@@ -995,6 +1037,7 @@ class FunctionLowerer:
                 args=tuple(args),
                 region=self.region,
                 order=len(self.futures),
+                flags=AWAIT if method in comp.async_methods else 0,
             )
         )
         self.candidate(node, ctx, reason, "call:component")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._nodes import AWAIT as AWAIT
 from ._nodes import EFFECT as EFFECT
 from ._nodes import STAGE_SHIFT as STAGE_SHIFT
 from ._nodes import ArgRef as ArgRef
@@ -21,6 +22,7 @@ from ._nodes import Span as Span
 from ._nodes import StatementInfo as StatementInfo
 
 __all__ = [
+    "AWAIT",
     "EFFECT",
     "STAGE_SHIFT",
     "ArgRef",

@@ -35,6 +35,9 @@ N = TypeVar("N")
 
 #: Future call flag: the call writes state, so it must not run after an earlier failure.
 EFFECT = 1
+#: Future call flag: the component was written ``async def``; in plain Python the call only
+#: makes a coroutine, which runs (and raises) where it is awaited.
+AWAIT = 2
 #: Call flags carry the call's stage in the call graph above the flag bits.
 STAGE_SHIFT = 4
 
@@ -136,7 +139,8 @@ class MaterializeNode(_Node):
     id: str
     span: Span
     #: Why: ``test``, ``iter``, ``operator``, ``subscript``, ``attribute``, ``hash``,
-    #: ``format``, ``store``, ``return``, ``try-visible``, ``raise``, ``with``, ``await``.
+    #: ``format``, ``store``, ``return``, ``try-visible``, ``raise``, ``with``, ``await``
+    #: (the awaited expression: a future's value, a coroutine run, a foreign awaitable bridged).
     reason: str
     #: Through containers (lists, tuples, dicts) too.
     deep: bool
@@ -144,7 +148,7 @@ class MaterializeNode(_Node):
     names: tuple[str, ...]
     region: str
     #: What the expression is: ``name``, ``closure``, ``subscript``, ``call:component``,
-    #: ``call:dynamic``, ``call:compiled:<qualname>``, ``call:plain``, ``other``.
+    #: ``call:dynamic``, ``call:compiled:<qualname>``, ``call:plain``, ``await``, ``other``.
     source: str = "name"
     #: False when the expression can never be pending (dropped by placement).
     needed: bool = True
@@ -223,6 +227,8 @@ class FunctionIR(_Node):
     #: Owning class qualname for methods.
     owner: str | None = None
     is_generator: bool = False
+    #: Written ``async def`` in the source (calling it makes a coroutine).
+    written_async: bool = False
     #: Python calls it implicitly (dunder, property): it can never be async.
     implicit: bool = False
     #: Decorators nalarc does not know: what they do with a coroutine is

@@ -10,7 +10,14 @@ def _at(span: Span) -> str:
 
 
 def format_function(fn: FunctionIR, *, all_materializations: bool = False) -> str:
-    flags = [k for k, v in (("async", fn.is_async), ("region", fn.is_region), ("pure", fn.pure and not fn.is_async)) if v]
+    flags = [
+        k
+        for k, v in (
+            ("async", fn.is_async), ("region", fn.is_region), ("pure", fn.pure and not fn.is_async),
+            ("written-async", fn.written_async),
+        )
+        if v
+    ]
     lines = [f"def {fn.qualname} [{fn.kind}{', ' if flags else ''}{', '.join(flags)}]"]
     if fn.maybe_pending:
         lines.append(f"  maybe-pending: {', '.join(fn.maybe_pending)}")

@@ -40,8 +40,10 @@ def _check_function(fn: FunctionIR) -> list[str]:
         errors.append(f"{fn.qualname}: futures are not in program order")
     if fn.is_async and fn.is_region:
         errors.append(f"{fn.qualname}: a function cannot be both async and a blocking region")
-    if fn.is_async and (fn.implicit or fn.is_generator):
+    if fn.is_async and (fn.implicit or fn.is_generator) and not fn.written_async:
         errors.append(f"{fn.qualname}: implicit functions and generators cannot be async")
+    if fn.written_async and fn.is_region:
+        errors.append(f"{fn.qualname}: a function written async cannot be a blocking region")
     for control in fn.regions:
         if control.parent is not None and control.parent not in regions:
             errors.append(f"{fn.qualname}: region {control.id} has unknown parent {control.parent!r}")

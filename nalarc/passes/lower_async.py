@@ -13,6 +13,17 @@ or an intrinsic, calls an asynchronous function, or (in scope, outside
 component bodies) makes a call only known at run time, which may turn out to
 be a component.  The fixpoint runs over the call graph with networkx.
 
+Functions written ``async def`` (see :attr:`FunctionIR.written_async`) take
+part in the same fixpoint: in scope (a workflow, a helper or nested function a
+compiled function reaches) they are always compiled, since compiled callers
+hand them futures and compiled coroutines; they never become blocking regions
+(an async generator or an async dunder is compiled natively, not run in a
+thread).  A written-async tool or agent method is compiled only if it calls a
+component or a compiled function; otherwise it is a *leaf* async component,
+left as written: user asyncio code the executor runs on its asyncio loop
+thread.  A leaf may turn compiled in a later round of the fixpoint (it calls
+a helper that became async), never the other way round.
+
 Example::
 
     def helper(q):  return search(q)        helper: async (calls a tool)
@@ -80,15 +91,17 @@ def run(program: Program, ctx: PassContext) -> Program:
 
 
 def _can_be_async(fn: FunctionIR) -> bool:
-    # A decorator nalarc does not know (functools.wraps wrappers, lru_cache,
-    # retry loops) would get a coroutine instead of a result.
-    return not fn.implicit and not fn.is_generator and not fn.opaque_decorators
+    # Written async, it was a coroutine function in plain Python too.  Otherwise a
+    # decorator nalarc does not know (functools.wraps wrappers, lru_cache, retry
+    # loops) would get a coroutine instead of a result.
+    return fn.written_async or (not fn.implicit and not fn.is_generator and not fn.opaque_decorators)
 
 
 def _needs_async(fn: FunctionIR, in_scope: bool) -> bool:
     if fn.futures or fn.has_intrinsics:
         return True
-    return in_scope and fn.has_dynamic_calls and fn.kind in ("workflow", "helper", "nested")
+    frame_code = in_scope and fn.kind in ("workflow", "helper", "nested")
+    return frame_code and (fn.has_dynamic_calls or fn.written_async)
 
 
 def _report_region(fn: FunctionIR, program: Program, ctx: PassContext) -> None:

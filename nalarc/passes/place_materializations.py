@@ -66,9 +66,12 @@ def _needed(mat: MaterializeNode, fn: FunctionIR, maybe: set[str], functions: di
     if source == "closure":
         parent = functions.get(fn.parent or "")
         return parent is None or parent.is_async or parent.is_region or bool(parent.futures)
+    if source == "await":
+        return True  # every await in compiled code goes through the runtime (futures, bridging)
     if source.startswith("call:compiled:"):
         target = functions.get(source.removeprefix("call:compiled:"))
-        return target is not None and target.is_async
+        # A function written async returns a coroutine (awaited where the program awaits it).
+        return target is not None and target.is_async and not target.written_async
     if source == "call:plain":
         return False
     if source in ("call:component", "handle-attribute"):
@@ -91,7 +94,8 @@ def _reads_closures(fn: FunctionIR, functions: dict[str, FunctionIR]) -> bool:
 def _place(fn: FunctionIR, functions: dict[str, FunctionIR]) -> FunctionIR:
     maybe = maybe_pending(fn, functions)
     mats = tuple(m.with_changes(needed=_needed(m, fn, maybe, functions)) for m in fn.materializations)
-    needs_blocking = not fn.is_async and (bool(fn.futures) or any(m.needed for m in mats))
+    # Code written async is never a blocking region: compiled natively, or left as user asyncio code.
+    needs_blocking = not fn.is_async and not fn.written_async and (bool(fn.futures) or any(m.needed for m in mats))
     return fn.with_changes(
         maybe_pending=tuple(sorted(maybe)),
         materializations=mats,

@@ -226,6 +226,40 @@ def test_a_killed_actor_loses_no_request(ray_cluster: str, app_path: Path) -> No
     assert after == 4 and new_pid not in (0, killed)  # the replacement actor serves r0's instances
 
 
+ASYNC_APP = '''
+import asyncio
+import os
+import threading
+import nalarc
+
+@nalarc.tool
+async def nap(i):
+    await asyncio.sleep(0.2)
+    return [i, os.getpid(), threading.current_thread().name]
+
+@nalarc.workflow
+async def fan(n):
+    return await asyncio.gather(*[nap(i) for i in range(n)])
+'''
+
+
+def test_a_leaf_async_tool_runs_on_the_asyncio_loop_of_a_ray_actor(ray_cluster: str, tmp_path: Path) -> None:
+    path = tmp_path / "async_ray_app.py"
+    path.write_text(textwrap.dedent(ASYNC_APP), encoding="utf-8")
+
+    async def body(service: Service, backend: RayBackend) -> tuple[Any, float]:
+        await service.run("fan", {"n": 1})
+        started = trio.current_time()
+        value = await service.run("fan", {"n": 3})
+        return value, trio.current_time() - started
+
+    value, seconds = serve(path, body)
+    actor_pids = {pid for _, pid, _ in value}
+    assert [i for i, _, _ in value] == [0, 1, 2]
+    assert os.getpid() not in actor_pids and {name for _, _, name in value} == {"nalarc-asyncio"}
+    assert seconds < 0.45, f"3 async tools of 0.2 s took {seconds:.2f} s on Ray"
+
+
 def test_the_cli_runs_on_a_ray_cluster_it_joins(ray_cluster: str, app_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "nalarc", "run", str(app_path), "--workflow", "fan", "--input", '{"n": 5}',

@@ -571,7 +571,8 @@ def test_diagnostic_does_not_depend_on_terminal_width(tmp_path: Path) -> None:
     assert outputs[None] == outputs["40"] == outputs["300"], outputs
 
 
-def test_async_def_is_rejected(tmp_path: Path) -> None:
+def test_await_outside_async_function(tmp_path: Path) -> None:
+    """``async def`` is accepted; ``await`` in a synchronous function is CPython's SyntaxError."""
     app = write_app(
         tmp_path,
         """
@@ -585,9 +586,58 @@ def test_async_def_is_rejected(tmp_path: Path) -> None:
 
         @nalarc.workflow
         def main(q):
-            return fetch(q)
+            return await fetch(q)
         """,
     )
-    line, col = locate(app, "async def fetch(x):", "async")
+    line, col = locate(app, "return await fetch(q)", "await")
     result = nalarc("build", str(app), cwd=tmp_path)
-    check_diagnostic(result, app, line, col, ("async def", "fetch"))
+    check_diagnostic(result, app, line, col, ("await", "outside async function"))
+
+
+def test_async_for_outside_async_function(tmp_path: Path) -> None:
+    app = write_app(
+        tmp_path,
+        """
+        import nalarc
+
+
+        @nalarc.tool
+        def fetch(x):
+            return x
+
+
+        @nalarc.workflow
+        def main(xs):
+            out = []
+            async for x in xs:
+                out.append(fetch(x))
+            return out
+        """,
+    )
+    line, col = locate(app, "async for x in xs:", "async")
+    result = nalarc("build", str(app), cwd=tmp_path)
+    check_diagnostic(result, app, line, col, ("async for", "outside async function"))
+
+
+def test_async_generator_component_is_rejected(tmp_path: Path) -> None:
+    """A component's result crosses processes: an async generator cannot be one."""
+    app = write_app(
+        tmp_path,
+        """
+        import nalarc
+
+
+        @nalarc.tool
+        async def pages(n):
+            for i in range(n):
+                yield i
+
+
+        @nalarc.workflow
+        async def main(n):
+            return [p async for p in pages(n)]
+        """,
+    )
+    line, col = locate(app, "async def pages(n):", "async")
+    result = nalarc("build", str(app), cwd=tmp_path)
+    check_diagnostic(result, app, line, col, ("async generator", "pages", "component"))
