@@ -7,13 +7,24 @@ helpers, containers, unpacking, early returns) and checks that the compiled
 program returns exactly what the plain Python program returns: the same value,
 or the same exception type and message.
 
+The grammar also has the program features of issue 11 (real-world Python):
+generator helpers that call tools, an exception hierarchy with a custom
+``__init__`` whose attributes handlers read, ``functools.wraps`` decorators on
+helpers and tools, decorators with arguments, helper classes with a property and a
+setter, an agent class with a base class, a ``super()`` call and attributes read on
+handles, and ``async def`` tools, helpers and workflows (``await``,
+``asyncio.gather``).  :data:`NEW_FEATURES` switches each on or off: a feature the
+compiler gets wrong today is off until the fix lands.
+
 Every generated program is valid Python whose plain run either returns a value
-or raises one of the tools' exceptions (``AppError`` / ``ValueError``); any
-other plain outcome is a bug in the generator, not in the compiler, and is
-reported as such.
+or raises one of the tools' exceptions (``AppError`` and its subclass
+``Rejected`` / ``ValueError``); any other plain outcome is a bug in the
+generator, not in the compiler, and is reported as such.
 
 The run is derandomized (the same 60 examples every time).  For a longer
-search set NALARC_RANDOM_EXAMPLES; a failure prints the shrunk program.
+search set NALARC_RANDOM_EXAMPLES; a failure prints the shrunk program.  To try
+features that are switched off, set NALARC_RANDOM_FEATURES to ``all`` or to a
+comma-separated list of feature names.
 """
 
 from __future__ import annotations
@@ -36,7 +47,55 @@ from hypothesis import strategies as st
 from nalarc._state import session
 from nalarc import load_app
 from nalarc.executor import InProcessRunner
-from nalarc.testing import outcome_of_exception
+from nalarc.testing import call_plainly, outcome_of_exception
+
+# ---------------------------------------------------------------------------
+# Which program features the grammar uses.
+# ---------------------------------------------------------------------------
+
+#: Features added for issue 11.  ``False``: the compiler gets programs that use
+#: the feature wrong today (see the comment); turn it on when the fix lands.
+NEW_FEATURES: dict[str, bool] = {
+    # ``walk``/``evens`` generator helpers that call a tool, consumed by sum/next/
+    # islice/list/for.
+    "generators": True,
+    # ``Rejected(tool, value)``, a subclass of AppError with a custom __init__;
+    # handlers catch it by class or by base and read ``e.value``; ``raise ... from``.
+    "exceptions": True,
+    # ``grd``: a tool over ``@guarded`` (a functools.wraps wrapper, no arguments).
+    "wrappers": True,
+    # ``@guarded`` on generated helpers; today the wrapper is handed a pending
+    # future: "unsupported operand type(s) for %: 'Pending' and 'int'".
+    "helper_wrappers": False,
+    # ``@shifted(k)``: a decorator factory; today the module-level decorator call
+    # is compiled to ``@(await ...)``, a SyntaxError ('await' outside function).
+    "decorator_args": False,
+    # ``Acc`` helper objects with ``@property v`` + ``@v.setter``; today the
+    # build fails: "function 'prog:Acc.v' is defined twice".
+    "properties": False,
+    # ``Scorer(BaseScorer)`` agent: inherited method and attributes read on a
+    # handle; today "agent 'Scorer' has no public method 'scale'" (compile error)
+    # and "agent 'Scorer' has no method 'offset'" (AttributeError at run time).
+    "agents": False,
+    # ``async def`` tools/helper and an ``async def wf``; today rejected:
+    # "nalarc apps are plain synchronous Python".
+    "async": False,
+}
+
+
+def enabled_features() -> frozenset[str]:
+    """The features in use: NEW_FEATURES, or NALARC_RANDOM_FEATURES (``all`` / ``a,b``)."""
+    chosen = os.environ.get("NALARC_RANDOM_FEATURES", "").strip()
+    if not chosen:
+        return frozenset(name for name, on in NEW_FEATURES.items() if on)
+    names = set(NEW_FEATURES) if chosen == "all" else {n.strip() for n in chosen.split(",") if n.strip()}
+    unknown = names - set(NEW_FEATURES)
+    if unknown:
+        raise ValueError(f"NALARC_RANDOM_FEATURES: unknown feature(s) {sorted(unknown)}")
+    return frozenset(names)
+
+
+FEATURES = enabled_features()
 
 # ---------------------------------------------------------------------------
 # The fixed part of every program: an exception class and the tools.
@@ -48,15 +107,21 @@ M = 61
 #: Tools taking one int.  ``chk`` raises AppError, ``val`` raises ValueError,
 #: each on a fixed residue of its argument.
 UNARY_TOOLS = ("inc", "dbl", "chk", "val")
+#: More unary tools, each there when its feature is on: ``lim`` raises ``Rejected``,
+#: ``grd`` is a tool over a ``functools.wraps`` wrapper, ``sft`` over ``@shifted(7)``.
+FEATURE_TOOLS = (("exceptions", "lim"), ("wrappers", "grd"), ("decorator_args", "sft"))
 SLEEP = "time.sleep(0.001 * ((({arg}) * {a} + {b}) % 5))"
 
 
-def _prelude(sleeps: list[tuple[int, int]]) -> str:
+def _prelude(sleeps: list[tuple[int, int]], features: frozenset[str]) -> str:
     s = [SLEEP.format(arg="x", a=a, b=b) for a, b in sleeps[:4]]
     s_add = SLEEP.format(arg="a + 2 * b", a=sleeps[4][0], b=sleeps[4][1])
     s_total = SLEEP.format(arg="len(xs)", a=sleeps[5][0], b=sleeps[5][1])
     s_pair = SLEEP.format(arg="x", a=sleeps[6][0], b=sleeps[6][1])
-    return f'''\
+    base = f'''\
+import asyncio
+import functools
+import itertools
 import time
 
 import nalarc
@@ -111,6 +176,144 @@ def pair(x):
     {s_pair}
     return x % 7, (x // 7) % {M}
 '''
+    extra = [SLEEP.format(arg="x", a=a, b=b) for a, b in sleeps[7:]]
+    parts = [base] + [
+        template.format(sleep=extra[i % len(extra)], async_sleep=ASYNC_SLEEP.format(*sleeps[7 + i % 3]), M=M)
+        for i, (names, template) in enumerate(FEATURE_PRELUDES)
+        if names & features
+    ]
+    return "\n".join(parts)
+
+
+ASYNC_SLEEP = "await asyncio.sleep(0.001 * ((x * {0} + {1}) % 5))"
+
+#: (features, source): source added to the prelude when one of the features is on;
+#: ``{sleep}`` / ``{async_sleep}`` are a drawn delay, ``{M}`` the modulus.
+FEATURE_PRELUDES: list[tuple[frozenset[str], str]] = [
+    (frozenset({"generators"}), '''
+def walk(x, n):
+    for i in range(n):
+        yield chk((x + i) % {M})
+
+
+def evens(x, n):
+    yield from (v for v in walk(x, n) if v % 2 == 0)
+'''),
+    (frozenset({"exceptions"}), '''
+class Rejected(AppError):
+    def __init__(self, tool, value):
+        super().__init__(f"{{tool}} rejects {{value}}")
+        self.tool = tool
+        self.value = value
+
+
+@nalarc.tool
+def lim(x):
+    {sleep}
+    if x % 6 == 2:
+        raise Rejected("lim", x)
+    return (5 * x + 1) % {M}
+'''),
+    (frozenset({"wrappers", "helper_wrappers"}), '''
+def guarded(fn):
+    @functools.wraps(fn)
+    def wrapper(x):
+        if x % 11 == 5:
+            raise ValueError(f"{{fn.__name__}} guard rejects {{x}}")
+        return fn(x)
+
+    return wrapper
+'''),
+    (frozenset({"wrappers"}), '''
+@nalarc.tool
+@guarded
+def grd(x):
+    {sleep}
+    return (4 * x + 3) % {M}
+'''),
+    (frozenset({"decorator_args"}), '''
+def shifted(k):
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(x):
+            return (fn(x) + k) % {M}
+
+        return wrapper
+
+    return decorate
+
+
+@nalarc.tool
+@shifted(7)
+def sft(x):
+    {sleep}
+    return (x + 13) % {M}
+'''),
+    (frozenset({"properties"}), '''
+class Acc:
+    def __init__(self, v):
+        self._v = v % {M}
+        self.log = []
+
+    @property
+    def v(self):
+        return self._v
+
+    @v.setter
+    def v(self, value):
+        self.log.append(value % {M})
+        self._v = value % {M}
+
+    @property
+    def doubled(self):
+        return dbl(self._v)
+'''),
+    (frozenset({"agents"}), '''
+class BaseScorer:
+    bias = 1
+
+    def scale(self, x):
+        return (2 * x + self.bias) % {M}
+
+    def score(self, x):
+        return self.scale(inc(x))
+
+
+@nalarc.agent
+class Scorer(BaseScorer):
+    bias = 4
+
+    def __init__(self):
+        self.offset = 5
+
+    def score(self, x):
+        return (super().score(x) + self.offset) % {M}
+
+    def checked(self, x):
+        {sleep}
+        if x % 6 == 1:
+            raise AppError(f"scorer rejects {{x}}")
+        return self.scale(x)
+'''),
+    (frozenset({"async"}), '''
+@nalarc.tool
+async def ainc(x):
+    {async_sleep}
+    return (x + 5) % {M}
+
+
+@nalarc.tool
+async def aval(x):
+    {async_sleep}
+    if x % 7 == 2:
+        raise ValueError(f"aval rejects {{x}}")
+    return (3 * x + 4) % {M}
+
+
+async def ahelp(a):
+    return (await ainc(a) + await aval((a + 1) % {M})) % {M}
+'''),
+]
 
 
 # ---------------------------------------------------------------------------
@@ -127,13 +330,16 @@ class Env:
     #: dict name -> keys it is known to have (all map to ints).
     dicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     strs: list[str] = field(default_factory=list)
+    #: ``Acc`` helper objects (feature "properties").
+    accs: list[str] = field(default_factory=list)
     #: containers a loop is iterating over: nothing may be added to them;
     #: and while-loop counters: they are never rebound (the loops stay bounded).
     frozen: frozenset[str] = frozenset()
 
     def copy(self) -> Env:
         return Env(
-            list(self.ints), list(self.lists), dict(self.dicts), list(self.strs), self.frozen
+            list(self.ints), list(self.lists), dict(self.dicts), list(self.strs), list(self.accs),
+            self.frozen,
         )
 
     def growable_lists(self) -> list[str]:
@@ -153,6 +359,7 @@ class Env:
                 if n in other.dicts
             },
             [n for n in self.strs if n in other.strs],
+            [n for n in self.accs if n in other.accs],
             self.frozen,
         )
 
@@ -166,7 +373,13 @@ class Env:
             if n not in out.dicts:
                 out.dicts[n] = keys
         out.strs += [n for n in both.strs if n not in out.strs]
+        out.accs += [n for n in both.accs if n not in out.accs]
         return out
+
+
+#: A generated statement: its lines, the env after it, and whether the block ends there.
+Stmt = tuple[list[str], Env, bool]
+StmtMaker = Callable[[Env, int, str, bool], Stmt]
 
 
 @dataclass
@@ -182,13 +395,21 @@ class Gen:
     MAX_BLOCK_DEPTH = 2
     MAX_EXPR_DEPTH = 2
 
-    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+    def __init__(
+        self, draw: Callable[[st.SearchStrategy[Any]], Any], features: frozenset[str] = FEATURES
+    ) -> None:
         self.draw = draw
+        self.features = features
         self.counter = itertools.count()
         self.helpers: list[Helper] = []
         self.stmts_left = self.MAX_STMTS
         #: kind of the helper being generated ("int" / "pair"), or None in the workflow.
         self.in_helper: str | None = None
+        #: the workflow is ``async def`` (feature "async", drawn per program).
+        self.is_async = False
+        self.unary = UNARY_TOOLS + tuple(
+            tool for feature, tool in FEATURE_TOOLS if feature in features
+        )
 
     # -- helpers ----------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -207,17 +428,20 @@ class Gen:
     def int_expr(self, env: Env, depth: int = 0) -> str:
         leaf = depth >= self.MAX_EXPR_DEPTH
         options = 2 if leaf else 15
-        c = self.choice(options)
+        extras = [] if leaf else self.feature_int_exprs(env)
+        c = self.choice(options + (1 if extras else 0))
+        if c == options:  # one slot for all new features: the old grammar keeps its weight
+            return extras[self.choice(len(extras))](depth + 1)
         if c == 0 or (c == 1 and not env.ints):
             return str(self.draw(st.integers(0, 9)))
         if c == 1:
             return self.pick(env.ints)
         d = depth + 1
         if c == 2:
-            return f"{self.pick(UNARY_TOOLS)}({self.int_expr(env, d)})"
+            return f"{self.pick(self.unary)}({self.int_expr(env, d)})"
         if c == 3:  # nested tool calls
-            inner = f"{self.pick(UNARY_TOOLS)}({self.int_expr(env, d + 1)})"
-            return f"{self.pick(UNARY_TOOLS)}({inner})"
+            inner = f"{self.pick(self.unary)}({self.int_expr(env, d + 1)})"
+            return f"{self.pick(self.unary)}({inner})"
         if c == 4:
             return f"add({self.int_expr(env, d)}, {self.int_expr(env, d)})"
         if c == 5:
@@ -266,7 +490,42 @@ class Gen:
             )
         if c == 14 and env.strs:
             return f"len({self.pick(env.strs)})"
-        return f"{self.pick(UNARY_TOOLS)}({self.int_expr(env, d)})"
+        return f"{self.pick(self.unary)}({self.int_expr(env, d)})"
+
+    def feature_int_exprs(self, env: Env) -> list[Callable[[int], str]]:
+        """One int expression maker per switched-on feature; each takes the depth of its
+        operands and draws one of its forms."""
+        out: list[Callable[[int], str]] = []
+        if "generators" in self.features:
+            out.append(lambda d: self.generator_int_expr(env, d))
+        if "properties" in self.features and env.accs:
+            out.append(lambda d: self.acc_int_expr(env))
+        if "agents" in self.features:
+            out.append(lambda d: self.agent_int_expr(env, d))
+        if self.is_async and self.in_helper is None:
+            out.append(lambda d: f"(await {self.pick(['ainc', 'aval', 'ahelp'])}({self.int_expr(env, d)}))")
+        return out
+
+    def generator_int_expr(self, env: Env, depth: int) -> str:
+        """A generator helper consumed whole, by ``next`` or by ``islice`` (``walk`` calls
+        ``chk``, which may raise, so how many items are consumed matters)."""
+        k = self.draw(st.integers(0, 3))
+        form = self.pick([
+            f"sum(walk({{}}, {k}))",
+            f"next(walk({{}}, {k}), -1)",
+            f"next(evens({{}}, {k}), 0)",
+            f"len(list(itertools.islice(walk({{}}, 40), {k})))",
+        ])
+        return form.format(self.int_expr(env, depth))
+
+    def acc_int_expr(self, env: Env) -> str:
+        acc = self.pick(env.accs)
+        return self.pick([f"{acc}.v", f"len({acc}.log)", f"{acc}.doubled"])
+
+    def agent_int_expr(self, env: Env, depth: int) -> str:
+        form = self.pick(["Scorer().score({})", "Scorer().checked({})", "Scorer().scale({})",
+                          "(Scorer().offset + Scorer.bias)"])
+        return form.format(self.int_expr(env, depth)) if "{}" in form else form
 
     def cond(self, env: Env, depth: int = 0) -> str:
         d = depth + 1
@@ -289,6 +548,8 @@ class Gen:
             return f"{self.int_expr(env, d)} {op} {self.pick(env.lists)}"
         if c == 6 and env.strs:
             return f"{self.pick(env.strs)}.startswith('chk')"
+        if c == 6 and "agents" in self.features:
+            return "isinstance(Scorer(), BaseScorer)"
         return f"{self.int_expr(env, d)} > {self.draw(st.integers(0, 40))}"
 
     def result_expr(self, env: Env) -> str:
@@ -298,9 +559,10 @@ class Gen:
         if self.in_helper:
             return self.int_expr(env)
         names = env.ints + env.lists + list(env.dicts) + env.strs
-        if not names or self.choice(6) == 0:
-            return f"[{self.int_expr(env)}, {len(names)}]"
-        return "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}"
+        if not (names or env.accs) or self.choice(6) == 0:
+            return f"[{self.int_expr(env)}, {len(names) + len(env.accs)}]"
+        entries = [f"{n!r}: {n}" for n in names] + [f"{n!r}: [{n}.v, {n}.log]" for n in env.accs]
+        return "{" + ", ".join(entries) + "}"
 
     # -- statements -------------------------------------------------------
     def block(
@@ -322,9 +584,13 @@ class Gen:
         """One statement.  ``stop``: the block ends here (unconditional return/break)."""
         self.stmts_left -= 1
         compound = depth < self.MAX_BLOCK_DEPTH and self.stmts_left > 0
-        c = self.choice(18 if compound else 10)
+        options = 18 if compound else 10
+        extras = self.feature_stmts(compound)
+        c = self.choice(options + (1 if extras else 0))
         env = env.copy()
         nxt = ind + "    "
+        if c == options:  # one slot for all new features: the old grammar keeps its weight
+            return extras[self.choice(len(extras))](env, depth, ind, loop)
         if c == 0:  # new int variable
             name = self.fresh("v")
             line = f"{ind}{name} = {self.int_expr(env)}"
@@ -338,7 +604,7 @@ class Gen:
                 return [f"{ind}{name} {op} {self.int_expr(env)}"], env, False
             return self.stmt(env, depth, ind, loop)
         if c == 2:  # discarded call (may raise)
-            return [f"{ind}{self.pick(UNARY_TOOLS)}({self.int_expr(env)})"], env, False
+            return [f"{ind}{self.pick(self.unary)}({self.int_expr(env)})"], env, False
         if c == 3:  # unpacking
             a, b = self.fresh("v"), self.fresh("v")
             pairs = [h for h in self.helpers if h.kind == "pair"]
@@ -368,7 +634,7 @@ class Gen:
                 src = self.pick(env.lists)
             else:
                 src = f"range({self.draw(st.integers(0, 4))})"
-            elem = f"{self.pick(UNARY_TOOLS)}({self.int_expr(inner, 1)})"
+            elem = f"{self.pick(self.unary)}({self.int_expr(inner, 1)})"
             filt = f" if {self.cond(inner, 1)}" if self.choice(3) == 0 else ""
             env.lists.append(name)
             return [f"{ind}{name} = [{elem} for {i} in {src}{filt}]"], env, False
@@ -441,7 +707,7 @@ class Gen:
             else:
                 src = f"range({self.draw(st.integers(0, 3))})"
             lines.append(f"{ind}for {i} in {src}:")
-            lines.append(f"{nxt}{name}.append({self.pick(UNARY_TOOLS)}({self.int_expr(inner, 1)}))")
+            lines.append(f"{nxt}{name}.append({self.pick(self.unary)}({self.int_expr(inner, 1)}))")
             if self.flag():
                 body, _ = self.block(inner, depth + 1, nxt, True)
                 lines += body
@@ -507,6 +773,89 @@ class Gen:
         env.ints.append(name)
         return [line], env, False
 
+    # -- statements of the new features ----------------------------------
+    def feature_stmts(self, compound: bool) -> list[StmtMaker]:
+        """One statement maker per switched-on feature."""
+        out: list[StmtMaker] = []
+        if "generators" in self.features:
+            out.append(self.generator_loop_stmt if compound and self.flag() else self.generator_list_stmt)
+        if "exceptions" in self.features and compound:
+            out.append(self.rejected_try_stmt)
+        if "properties" in self.features:
+            out.append(self.acc_set_stmt if self.flag() else self.acc_new_stmt)
+        if self.is_async and self.in_helper is None:
+            out.append(self.gather_stmt)
+        return out
+
+    def generator_list_stmt(self, env: Env, depth: int, ind: str, loop: bool) -> Stmt:
+        name = self.fresh("L")
+        k = self.draw(st.integers(0, 3))
+        src = self.pick([f"itertools.islice(walk({{}}, 40), {k})", f"evens({{}}, {k})", f"walk({{}}, {k})"])
+        line = f"{ind}{name} = list({src.format(self.int_expr(env))})"
+        env.lists.append(name)
+        return [line], env, False
+
+    def generator_loop_stmt(self, env: Env, depth: int, ind: str, loop: bool) -> Stmt:
+        i = self.fresh("i")
+        gen = self.pick(["walk", "evens"])
+        lines = [f"{ind}for {i} in {gen}({self.int_expr(env)}, {self.draw(st.integers(0, 3))}):"]
+        inner = env.copy()
+        inner.ints.append(i)
+        body, _ = self.block(inner, depth + 1, ind + "    ", True)
+        return lines + body, env, False
+
+    def rejected_try_stmt(self, env: Env, depth: int, ind: str, loop: bool) -> Stmt:
+        """``try`` whose handlers catch ``Rejected`` by class (reading its attributes) and by base."""
+        nxt = ind + "    "
+        lines = [f"{ind}try:"]
+        body, env_try = self.block(env, depth + 1, nxt, loop)
+        lines += body
+        lines.append(f"{nxt}lim({self.int_expr(env_try)})")
+        e, e2 = self.fresh("e"), self.fresh("e")
+        value, tool, msg = self.fresh("v"), self.fresh("s"), self.fresh("s")
+        lines.append(f"{ind}except Rejected as {e}:")
+        first: Env | None = None
+        if self.choice(4) == 0:
+            lines.append(f'{nxt}raise AppError(f"wrapped {{{e}.tool}}: {{{e}}}") from {e}')
+        else:
+            lines += [f"{nxt}{value} = {e}.value", f"{nxt}{tool} = {e}.tool"]
+            first = env.copy()
+            first.ints.append(value)
+            first.strs.append(tool)
+        lines += [f"{ind}except AppError as {e2}:", f"{nxt}{msg} = str({e2})"]
+        second = env.copy()
+        second.strs.append(msg)
+        handlers = second if first is None else first.meet(second)
+        return lines, env_try.join_onto(env, handlers), False
+
+    def acc_new_stmt(self, env: Env, depth: int, ind: str, loop: bool) -> Stmt:
+        name = self.fresh("a")
+        line = f"{ind}{name} = Acc({self.int_expr(env)})"
+        env.accs.append(name)
+        return [line], env, False
+
+    def acc_set_stmt(self, env: Env, depth: int, ind: str, loop: bool) -> Stmt:
+        if not env.accs:
+            return self.acc_new_stmt(env, depth, ind, loop)
+        op = self.pick(["=", "+="])
+        return [f"{ind}{self.pick(env.accs)}.v {op} {self.int_expr(env)}"], env, False
+
+    def gather_stmt(self, env: Env, depth: int, ind: str, loop: bool) -> Stmt:
+        """``asyncio.gather`` over ``ainc`` only: it never raises, so which failure gather
+        reports first (a matter of timing in plain asyncio) never decides the outcome."""
+        if self.flag():
+            a, b = self.fresh("v"), self.fresh("v")
+            calls = f"ainc({self.int_expr(env)}), ainc({self.int_expr(env)})"
+            env.ints += [a, b]
+            return [f"{ind}{a}, {b} = await asyncio.gather({calls})"], env, False
+        name, i = self.fresh("L"), self.fresh("i")
+        inner = env.copy()
+        inner.ints.append(i)
+        n = self.draw(st.integers(0, 3))
+        elems = f"[ainc({self.int_expr(inner, 1)}) for {i} in range({n})]"
+        env.lists.append(name)
+        return [f"{ind}{name} = list(await asyncio.gather(*{elems}))"], env, False
+
     # -- whole program ----------------------------------------------------
     def helper(self, index: int) -> list[str]:
         kind = "pair" if self.choice(3) == 0 else "int"
@@ -514,7 +863,7 @@ class Gen:
         self.in_helper = kind
         self.stmts_left = 6
         env = Env(ints=["a"])
-        lines = [f"def {name}(a):"]
+        lines = self.helper_decorators(kind) + [f"def {name}(a):"]
         body, env = self.block(env, 1, "    ", False)
         lines += body
         if kind == "pair":
@@ -525,16 +874,26 @@ class Gen:
         self.helpers.append(Helper(name, kind))
         return lines
 
+    def helper_decorators(self, kind: str) -> list[str]:
+        """User decorators over a generated helper (``@shifted`` only on int helpers)."""
+        lines = []
+        if "decorator_args" in self.features and kind == "int" and self.flag():
+            lines.append(f"@shifted({self.draw(st.integers(1, 9))})")
+        if "helper_wrappers" in self.features and self.flag():
+            lines.append("@guarded")
+        return lines
+
     def program(self) -> str:
         sleeps = [
-            (self.draw(st.integers(0, 4)), self.draw(st.integers(0, 4))) for _ in range(7)
+            (self.draw(st.integers(0, 4)), self.draw(st.integers(0, 4))) for _ in range(10)
         ]
-        parts = [_prelude(sleeps)]
+        parts = [_prelude(sleeps, self.features)]
         for k in range(self.draw(st.integers(0, 2))):
             parts.append("\n" + "\n".join(self.helper(k)) + "\n")
         self.stmts_left = self.MAX_STMTS
+        self.is_async = "async" in self.features and self.flag()
         env = Env(ints=["x", "y"])
-        lines = ["@nalarc.workflow", "def wf(x, y):"]
+        lines = ["@nalarc.workflow", f"{'async ' if self.is_async else ''}def wf(x, y):"]
         body, env = self.block(env, 0, "    ", False, most=10)
         lines += body
         lines.append(f"    return {self.result_expr(env)}")
@@ -559,7 +918,7 @@ inputs = st.lists(
 
 _ids = itertools.count()
 #: Exceptions a plain run may end with; anything else is a generator bug.
-EXPECTED_ERRORS = {"AppError", "ValueError"}
+EXPECTED_ERRORS = {"AppError", "Rejected", "ValueError"}
 
 
 def _normal(value: Any) -> Any:
@@ -577,7 +936,7 @@ def _run_plain(path: Path, module_name: str, calls: list[dict[str, int]]) -> lis
         for kwargs in calls:
             with session("s1"):
                 try:
-                    result: Any = module.wf(**kwargs)
+                    result: Any = call_plainly(module.wf, kwargs)
                 except Exception as exc:  # noqa: BLE001 - compared as data
                     result = outcome_of_exception(exc)
             out.append(_normal(result))
