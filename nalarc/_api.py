@@ -185,6 +185,9 @@ def workflow(fn: F, /) -> F:
 #: The "method" of a call that reads a data attribute or property of an agent
 #: instance (``Planner().name`` in compiled code); its argument is the name.
 ATTRIBUTE_READ = "__nalarc_getattr__"
+#: The "method" of a call that assigns an attribute of an agent instance
+#: (``planner.style = "terse"``); its arguments are the name and the value.
+ATTRIBUTE_WRITE = "__nalarc_setattr__"
 
 
 #: ids of the agent instances the runtime serves, in this process (they live
@@ -207,6 +210,8 @@ def instance_member(instance: object, method: str | None) -> Any:
     """What a call of ``method`` on a served agent instance runs."""
     if method == ATTRIBUTE_READ:
         return functools.partial(getattr, instance)
+    if method == ATTRIBUTE_WRITE:
+        return functools.partial(setattr, instance)
     return getattr(instance, method or "")
 
 

@@ -64,19 +64,15 @@ NEW_FEATURES: dict[str, bool] = {
     "exceptions": True,
     # ``grd``: a tool over ``@guarded`` (a functools.wraps wrapper, no arguments).
     "wrappers": True,
-    # ``@guarded`` on generated helpers; today the wrapper is handed a pending
-    # future: "unsupported operand type(s) for %: 'Pending' and 'int'".
-    "helper_wrappers": False,
-    # ``@shifted(k)``: a decorator factory; today the module-level decorator call
-    # is compiled to ``@(await ...)``, a SyntaxError ('await' outside function).
-    "decorator_args": False,
-    # ``Acc`` helper objects with ``@property v`` + ``@v.setter``; today the
-    # build fails: "function 'prog:Acc.v' is defined twice".
-    "properties": False,
-    # ``Scorer(BaseScorer)`` agent: inherited method and attributes read on a
-    # handle; today "agent 'Scorer' has no public method 'scale'" (compile error)
-    # and "agent 'Scorer' has no method 'offset'" (AttributeError at run time).
-    "agents": False,
+    # ``@guarded`` on generated helpers (a wrapper nalarc cannot see into: the helper
+    # stays synchronous and runs as a blocking region).
+    "helper_wrappers": True,
+    # ``@shifted(k)``: a decorator factory, evaluated in the module's scope.
+    "decorator_args": True,
+    # ``Acc`` helper objects with ``@property v`` + ``@v.setter`` (two definitions of a name).
+    "properties": True,
+    # ``Scorer(BaseScorer)`` agent: an inherited method, and attributes read on a handle.
+    "agents": True,
     # ``async def`` tools/helper and an ``async def wf``; today rejected:
     # "nalarc apps are plain synchronous Python".
     "async": False,

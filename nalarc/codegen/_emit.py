@@ -74,14 +74,16 @@ def pack_args(args: Sequence[cst.Arg]) -> tuple[cst.Tuple, cst.Dict]:
     pos: list[cst.BaseElement] = []
     kw: list[cst.BaseDictElement] = []
     for arg in args:
+        # f(x for x in xs) needs no parentheses of its own; an element of a tuple does.
+        value = _arg_safe(arg.value)
         if arg.keyword is not None:
-            kw.append(cst.DictElement(cst.SimpleString(repr(arg.keyword.value)), arg.value, comma=_COMMA))
+            kw.append(cst.DictElement(cst.SimpleString(repr(arg.keyword.value)), value, comma=_COMMA))
         elif arg.star == "**":
-            kw.append(cst.StarredDictElement(arg.value, comma=_COMMA))
+            kw.append(cst.StarredDictElement(value, comma=_COMMA))
         elif arg.star == "*":
-            pos.append(cst.StarredElement(arg.value, comma=_COMMA))
+            pos.append(cst.StarredElement(value, comma=_COMMA))
         else:
-            pos.append(cst.Element(arg.value, comma=_COMMA))
+            pos.append(cst.Element(value, comma=_COMMA))
     if pos:
         last = pos[-1]
         pos[-1] = last.with_changes(comma=cst.Comma())
@@ -124,6 +126,14 @@ class _AwaitFinder(cst.CSTVisitor):
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return node is not self.skip and not self.found and super().on_visit(node)
+
+
+def _is_constant(node: cst.BaseExpression) -> bool:
+    return isinstance(node, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.ConcatenatedString))
+
+
+def _unpacks(target: cst.BaseExpression) -> bool:
+    return isinstance(target, (cst.Tuple, cst.List))
 
 
 def _settle_line() -> cst.SimpleStatementLine:
@@ -298,6 +308,12 @@ class Emitter(cst.CSTTransformer):
             inner_for_in=inner,
         )
 
+    def leave_CompFor(self, original: cst.CompFor, updated: cst.CompFor) -> cst.CompFor:
+        # In blocking form the elements a target unpacks may be futures: wait for each.
+        if self.mode == "sync" and _unpacks(original.target) and original.asynchronous is None:
+            return updated.with_changes(iter=rt_call("biter_unpack", updated.iter))
+        return updated
+
     def leave_ListComp(self, original: cst.ListComp, updated: cst.ListComp) -> Expr:
         return self._comp(original, updated)
 
@@ -397,7 +413,8 @@ class Emitter(cst.CSTTransformer):
             return updated  # a coroutine (in any mode), awaited where the program awaits it
         args, kwargs = pack_args(updated.args)
         if mode == "sync":
-            if kind in ("compiled", "dynamic", "intrinsic"):
+            # bdyn waits for futures in the arguments: only constants cannot be one.
+            if kind in ("compiled", "dynamic", "intrinsic") or not all(_is_constant(a.value) for a in updated.args):
                 self.mark_region_use()
             return rt_call("bdyn", updated.func, args, kwargs)
         if kind == "compiled" and call is not None:
@@ -425,6 +442,8 @@ class Emitter(cst.CSTTransformer):
 
     def leave_For(self, original: cst.For, updated: cst.For) -> cst.For:
         self.scope.loop_depth -= 1
+        if self.scope.mode == "sync" and _unpacks(original.target) and original.asynchronous is None:
+            return updated.with_changes(iter=rt_call("biter_unpack", updated.iter))
         if self.scope.mode != "async":
             return updated
         written = original.asynchronous is not None
@@ -438,6 +457,11 @@ class Emitter(cst.CSTTransformer):
         return updated
 
     def visit_Try(self, node: cst.Try) -> None:
+        region = self.tries.get(self.pos(node))
+        if region is not None and self.scope.mode == "async":
+            self.try_body_ids[id(node.body)] = region
+
+    def visit_TryStar(self, node: cst.TryStar) -> None:
         region = self.tries.get(self.pos(node))
         if region is not None and self.scope.mode == "async":
             self.try_body_ids[id(node.body)] = region
@@ -474,6 +498,16 @@ class Emitter(cst.CSTTransformer):
         return cst.IndentedBlock([_stmt(f"{RT}.push_try()"), guarded])
 
     def leave_Try(self, original: cst.Try, updated: cst.Try) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        return self._guarded_try(original, updated)
+
+    def leave_TryStar(
+        self, original: cst.TryStar, updated: cst.TryStar
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        return self._guarded_try(original, updated)
+
+    def _guarded_try(
+        self, original: cst.Try | cst.TryStar, updated: cst.Try | cst.TryStar
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
         if id(original.body) not in self.try_body_ids:
             return updated
         new = updated.with_changes(body=self._guarded_body(updated.body))

@@ -46,7 +46,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import cloudpickle
 import trio
 
-from .._api import ComponentSpec, component_spec
+from .._api import ATTRIBUTE_WRITE, ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..policies import Policy
 from . import _rt
@@ -440,7 +440,12 @@ class ControlledBackend(Generic[W]):
         routed = decisions.routes.get((call.session, name))
         if routed is not None and routed in self.instances:
             return self.instances[routed]
-        sticky = call.spec.kind == "agent" and (call.spec.directives.stateful or bool(call.spec.managed))
+        # Stateful and managed-state agents keep a session on one instance; so does an agent
+        # whose attributes a session assigned through a handle (later reads must see them).
+        sticky = call.spec.kind == "agent" and (
+            call.spec.directives.stateful or bool(call.spec.managed) or call.method == ATTRIBUTE_WRITE
+            or (call.session, key) in self.sticky
+        )
         if sticky:
             chosen = self.sticky.get((call.session, key))
             if chosen is not None and chosen in self.instances:

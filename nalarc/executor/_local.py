@@ -10,8 +10,10 @@ against.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
+import threading
 import uuid
 from typing import Any
 
@@ -75,7 +77,10 @@ class InProcessBackend:
             except Exception as exc:  # noqa: BLE001 - retried or delivered
                 error = exc
             if attempt + 1 == attempts:
-                raise error
+                try:
+                    raise error
+                finally:
+                    del error  # else the traceback (this frame's) and the error hold each other
         raise AssertionError("unreachable")
 
     async def _execute_once(self, call: _rt.CallRecord) -> Any:
@@ -104,17 +109,45 @@ class InProcessBackend:
         """Run a call synchronously, here and now (the fallback for implicit code)."""
         if spec.kind == "tool":
             with session(session_id):
-                return _call_plain(target, args, kwargs)
+                return self._call_here(spec, target, None, target, args, kwargs, session_id)
         fn = instance_member(self._instance(target.agent_class, spec.key), method)
         if not spec.managed:
             with session(session_id):
-                return _call_plain(fn, args, kwargs)
+                return self._call_here(spec, target, method, fn, args, kwargs, session_id)
         txn = StateTransaction(session_id, spec.key, self.store.load(session_id, spec.key))
         with bind_transaction(txn):
-            result = _call_plain(fn, args, kwargs)
+            result = self._call_here(spec, target, method, fn, args, kwargs, session_id)
         if txn.touched:
             self.store.commit(session_id, spec.key, txn.values)
         return result
+
+    def _call_here(self, spec: Any, target: Any, method: str | None, fn: Any,
+                   args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str) -> Any:
+        """Component code run to its value on this thread, whatever kind of code it is."""
+        if _rt.compiled_kind(fn) is None and not blocks_on_futures(spec, target, method):
+            return _call_plain(fn, args, kwargs)
+        # Compiled code needs an event loop, and this thread's is blocked in the caller:
+        # run it in a loop of its own, in a thread of its own, and wait.
+        context = contextvars.copy_context()
+        box: list[Any] = []
+
+        async def main() -> Any:
+            runtime = self.new_runtime()
+            return await run_frame(frame_entry(fn, runtime), args, kwargs, runtime, session_id, uuid.uuid4().hex)
+
+        def in_thread() -> None:
+            try:
+                box.append((True, context.run(trio.run, main)))
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                box.append((False, error))
+
+        thread = threading.Thread(target=in_thread, name="nalarc-inline")
+        thread.start()
+        thread.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
 
 
 async def run_component_code(

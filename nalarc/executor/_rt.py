@@ -40,15 +40,17 @@ from __future__ import annotations
 import builtins
 import contextvars
 import copy
+import functools
 import inspect
 import itertools
+import traceback
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, Protocol
 
 import trio
 
-from .._api import ATTRIBUTE_READ, ComponentSpec, component_spec, is_served
+from .._api import ATTRIBUTE_READ, ATTRIBUTE_WRITE, ComponentSpec, component_spec, is_served
 from .._errors import NalarcError, NalarcInternalError
 from ..ir import AWAIT as AWAIT
 from ..ir import EFFECT as EFFECT  # call flags, or-ed together by the code generator
@@ -67,6 +69,7 @@ __all__ = [
     "aw",
     "bcall",
     "bdyn",
+    "biter_unpack",
     "bm",
     "bmd",
     "call",
@@ -296,6 +299,8 @@ class Frame:
         self.outstanding: list[Pending] = []
         self.try_depth = 0
         self.last_raised: tuple[BaseException, int] | None = None
+        #: Failures handed to user code (see :meth:`release_handled`).
+        self.handed: list[BaseException] = []
         self.started = 0
 
     def next_seq(self) -> int:
@@ -316,8 +321,11 @@ class Frame:
         best: Pending | None = None
         keep: list[Pending] = []
         for p in self.outstanding:
-            if p.done() and not p.failed():
-                continue  # succeeded: forget it
+            if p.done() and (not p.failed() or p.observed):
+                # Succeeded, or its failure was handed to user code already: forget it, and
+                # so its traceback (whose frames hold the caller's locals alive: a generator
+                # left half-consumed must be closed when the workflow returns, as in Python).
+                continue
             keep.append(p)
             if p.seq < before and p.failed() and not p.observed and not p.lazy:
                 if best is None or p.seq < best.seq:
@@ -334,7 +342,24 @@ class Frame:
         error = pending._error
         assert error is not None
         self.last_raised = (error, pending.seq)
+        self.handed.append(error)
         return error
+
+    def release_handled(self) -> None:
+        """The frame's code returned: let go of the locals the failures it handled hold.
+
+        A handled exception's traceback holds the frames it passed through, and so
+        their locals (the runtime's frames hold the failed future, which holds the
+        exception: a cycle only the garbage collector frees).  In Python a
+        half-consumed generator of the workflow's is closed when the workflow
+        returns; kept alive by such a cycle, its ``finally`` would run at some
+        later collection instead.  Clearing the frames (their code and line
+        numbers stay, for printing) keeps Python's order.
+        """
+        for error in self.handed:
+            traceback.clear_frames(error.__traceback__)
+        self.handed.clear()
+        self.last_raised = None
 
 
 class Runtime:
@@ -536,6 +561,17 @@ class AgentHandle:
         if _on_trio_thread():
             return call(self, ATTRIBUTE_READ, 0, (name,), {})
         return _blocking_async(lambda: m(call(self, ATTRIBUTE_READ, 0, (name,), {})))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in AgentHandle.__slots__:
+            object.__setattr__(self, name, value)
+        elif _on_trio_thread():
+            raise NalarcError(
+                f"{name!r} of agent {self.spec.name!r} was assigned by code nalarc could not see, on the "
+                "event loop thread: assign it in the workflow, or in a method of the agent"
+            )
+        else:
+            _blocking_async(lambda: m(call(self, ATTRIBUTE_WRITE, EFFECT, (name, value), {})))
 
     def __repr__(self) -> str:
         return f"<nalarc agent handle {self.spec.name}>"
@@ -1094,7 +1130,10 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
             args = (await md(args[0]), *args[1:])  # an index / a key is looked at; the value is not
         return _plain_call(fn, args, kwargs)
     if _hashable(fn) and fn in _SHALLOW_BUILTINS and not kwargs and not any(map(is_region, args)):
-        return _plain_call(fn, [await m(a) for a in args], {})
+        values = [await m(a) for a in args]
+        if fn is type and len(values) == 1 and type(values[0]) is AgentHandle:
+            return values[0].agent_class  # what type() of the agent object would say
+        return _plain_call(fn, values, {})
     owner = getattr(fn, "__self__", None)
     if type(owner) in (list, dict, tuple):
         # A container's own methods read its elements (values(), index(), count()...).
@@ -1124,7 +1163,21 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
 
 
 def _has_handle(values: Iterable[Any]) -> bool:
-    return any(type(x) is AgentHandle for x in values)
+    """A handle among ``values``, or directly inside one of them (a list, a dict, a view)."""
+    for x in values:
+        if type(x) is AgentHandle:
+            return True
+        t = type(x)
+        if t is dict:
+            x = x.values()
+        elif t not in _SHALLOW_CONTAINERS:
+            continue
+        if any(type(y) is AgentHandle for y in x):
+            return True
+    return False
+
+
+_SHALLOW_CONTAINERS: Final = frozenset({list, tuple, set, frozenset, type({}.values()), type({}.keys())})
 
 
 class _RegionCallable:
@@ -1171,12 +1224,15 @@ def _adapt_callbacks(
 
 
 def _blocking_version(x: Any) -> Callable[..., Any] | None:
-    if isinstance(x, ComponentMethod) or (
+    if isinstance(x, ComponentMethod) or compiled_kind(x) == CALL or (
         callable(x) and (_spec := component_spec(x)) is not None and _spec.kind == "tool"
     ):
-        return lambda *a, **k: bmd(bdyn(x, a, k))
-    if compiled_kind(x) == CALL:
-        return lambda *a, **k: bmd(bdyn(x, a, k))
+        def blocking(*a: Any, **k: Any) -> Any:
+            return bmd(bdyn(x, a, k))
+
+        # Name, docstring, __wrapped__ (so inspect.signature sees the original), not __dict__
+        # (a copied component spec would make the wrapper look like the tool itself).
+        return functools.update_wrapper(blocking, x, updated=())
     return None  # compiled from async def: calling it only makes a coroutine, anywhere
 
 
@@ -1212,9 +1268,17 @@ async def setitem(obj: Any, key: Any, val: Any) -> None:
 
 
 async def setattr_(obj: Any, name: str, val: Any) -> None:
-    """``obj.name = val``: an effect on an object the request may not own."""
+    """``obj.name = val``: an effect on an object the request may not own.
+
+    On an agent handle it is a write on the instance serving the session
+    (:data:`~nalarc._api.ATTRIBUTE_WRITE`), done before the program goes on, as
+    the assignment is in Python (a later read of the attribute sees it).
+    """
     obj, val = await m(obj), await md(val)
     await settle()
+    if type(obj) is AgentHandle:
+        await m(call(obj, ATTRIBUTE_WRITE, EFFECT, (name, val), {}))
+        return
     setattr(obj, name, val)
 
 
@@ -1266,6 +1330,13 @@ class _UnpackingAsyncIter:
 
     async def __anext__(self) -> Any:
         return await md(await self.inner.__anext__())
+
+
+def biter_unpack(iterable: Any) -> Iterator[Any]:
+    """``for a, b in xs`` in synchronous compiled code (a region): each element is
+    waited for before the target unpacks it."""
+    for x in iterable:
+        yield bm(x) if type(x) is Pending else x
 
 
 def aiter_unpack(iterable: Any) -> AsyncIterator[Any]:

@@ -238,6 +238,7 @@ async def run_in_frame(
         token = enter_frame(frame)
         try:
             result = await body()
+            frame.release_handled()
             result = await md(result)
             await settle()
             _finish(frame)
@@ -248,7 +249,11 @@ async def run_in_frame(
         finally:
             leave_frame(token)
     if error is not None:
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # else the traceback (this frame's) and the error hold each other: the
+            # workflow's locals would live until the next garbage collection
     return result
 
 

@@ -673,8 +673,6 @@ class FunctionLowerer:
             raise self.error(node, f"{type(node).__name__} is not supported in nalarc app code")
 
     def _try(self, node: cst.Try | cst.TryStar) -> None:
-        if isinstance(node, cst.TryStar):
-            raise self.error(node, "except* is not supported in compiled functions; use except")
         self.barrier()
         self.push_region("try", node)
         self.block(node.body)
@@ -695,7 +693,7 @@ class FunctionLowerer:
         self.bindings.append(Binding(node.name.value, self.span(node), "plain"))
         for dec in node.decorators:
             self.expr(dec.decorator, DEEP, "store")
-        qual = f"{self.local_qual}.<locals>.{node.name.value}"
+        qual = self.lowerer.unique(f"{self.local_qual}.<locals>.{node.name.value}")
         child = FunctionLowerer(self.lowerer, self.info, node, qual, "nested", None, self)
         self.nested += child.run()
         self.callees.add(child.qualname)

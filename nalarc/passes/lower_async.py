@@ -117,7 +117,8 @@ def _report_region(fn: FunctionIR, program: Program, ctx: PassContext) -> None:
     elif fn.is_generator:
         ctx.warn(path, fn.span, f"generator {name} calls components: it runs in a worker thread, "
                  "waiting for each value (sequential here)")
-    elif fn.opaque_decorators:
+    elif fn.opaque_decorators and (fn.futures or fn.has_intrinsics or fn.callees):
+        # (Only dynamic calls: nothing to run in parallel; the thread is no loss.)
         decorators = ", ".join(f"@{d}" for d in fn.opaque_decorators)
         ctx.warn(path, fn.span, f"{name} is decorated with {decorators}, which nalarc cannot see into: "
                  "it stays synchronous and runs in a worker thread, waiting where it needs a value")

@@ -210,6 +210,95 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
             except ServiceError as e:
                 return [type(e).__name__, str(e), e.model, e.wait]
         """, {"model": "gpt"}),
+    "handle-writes-type-and-lambdas": ("""
+        import nalarc
+
+        @nalarc.agent
+        class Summarizer:
+            priority = 1
+            def __init__(self):
+                self._style = "plain"
+            @property
+            def style(self):
+                return self._style
+            @style.setter
+            def style(self, value):
+                self._style = value.strip().lower()
+            def summarize(self, text):
+                return f"{self._style}:{text}"
+
+        @nalarc.agent
+        class Urgent(Summarizer):
+            priority = 5
+
+        @nalarc.workflow
+        def main(text):
+            s = Summarizer()
+            before = s.style
+            s.style = "  TERSE "
+            agents = {"a": s, "b": Urgent()}
+            top = max(agents.values(), key=lambda a: a.priority)
+            return [before, s.style, s.summarize(text), type(s).__name__, type(top).__name__]
+        """, {"text": "x"}),
+    "except-star-genexps-and-unpacking": ("""
+        import statistics
+        from collections import Counter
+        import nalarc
+
+        @nalarc.tool
+        def pair(x):
+            if x < 0:
+                raise ValueError(f"negative {x}")
+            return (x % 2, x)
+
+        @nalarc.tool
+        def amount(x):
+            return x * 1.5
+
+        @nalarc.workflow
+        def main(xs):
+            pairs = [pair(x) for x in xs if x >= 0]
+            parity = Counter(p for p, _ in pairs)
+            spread = round(statistics.pstdev(float(a) for a in [amount(x) for x in xs]), 4)
+            caught = []
+            try:
+                raise ExceptionGroup("many", [ValueError("v"), KeyError("k")])
+            except* ValueError as group:
+                caught.append(len(group.exceptions))
+            except* KeyError:
+                caught.append("key")
+            return [dict(parity), spread, caught]
+        """, {"xs": [1, 2, 3, 4]}),
+    "half-consumed-generator-closed-at-return": ("""
+        import nalarc
+
+        class Escalate(Exception):
+            pass
+
+        @nalarc.tool
+        def handle(x):
+            if x == 2:
+                raise Escalate(x)
+            return x * 10
+
+        def replies(xs, log):
+            for x in xs:
+                try:
+                    yield handle(x)
+                finally:
+                    log.append(x)
+
+        @nalarc.workflow
+        def main(xs):
+            log, out = [], []
+            stream = replies(xs, log)
+            while len(out) < 3:
+                try:
+                    out.append(next(stream))
+                except Escalate:
+                    stream = replies(xs[len(out) + 1:], log)
+            return {"out": out, "log": log}  # the last stream closes when main returns
+        """, {"xs": [1, 2, 3, 4, 5]}),
 }
 
 

@@ -116,12 +116,17 @@ def plan_budgets(teams):
 
 @nalarc.workflow
 def summarize(topic, limit):
+    # Read a new handle's attribute before any write: under nalarc every handle of a
+    # session reaches the instance serving it (agents are long-lived, not made per
+    # ``Summarizer()``), so after the write below a new handle would see "terse" where
+    # plain Python's fresh object says "plain" (docs/programming-model.md, agent classes).
+    default = Summarizer().style
     s = Summarizer()
     before = s.style
     s.style = "  TERSE "
     text = draft(topic, limit + 2)
     out = s.summarize(text, limit)
-    return {"before": before, "after": s.style, "default": Summarizer().style, "out": out}
+    return {"before": before, "after": s.style, "default": default, "out": out}
 
 
 @nalarc.workflow
