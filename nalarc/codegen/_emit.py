@@ -128,6 +128,16 @@ class _AwaitFinder(cst.CSTVisitor):
         return node is not self.skip and not self.found and super().on_visit(node)
 
 
+def _iterate_eager_args(original: cst.Call, updated: cst.Call) -> cst.Call:
+    """A generator expression given to a component became a list: pass an iterator over it."""
+    args = [
+        new.with_changes(value=awaited(rt_call("iterate", new.value)))
+        if isinstance(old.value, cst.GeneratorExp) and isinstance(new.value, cst.ListComp) else new
+        for old, new in zip(original.args, updated.args)
+    ]
+    return updated.with_changes(args=args)
+
+
 def _is_constant(node: cst.BaseExpression) -> bool:
     return isinstance(node, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.ConcatenatedString))
 
@@ -382,7 +392,7 @@ class Emitter(cst.CSTTransformer):
         span = self.pos(original)
         future = self.futures.get(span)
         if future is not None:
-            result: Expr = self._component_call(future, updated, mode)
+            result: Expr = self._component_call(future, _iterate_eager_args(original, updated), mode)
         else:
             call = self.calls.get(span)
             result = self._other_call(call, updated, mode)

@@ -83,6 +83,7 @@ __all__ = [
     "region_iter",
     "session_id",
     "exit_try",
+    "iterate",
     "m",
     "mark_pure",
     "md",
@@ -1330,6 +1331,12 @@ class _UnpackingAsyncIter:
 
     async def __anext__(self) -> Any:
         return await md(await self.inner.__anext__())
+
+
+async def iterate(items: list[Any]) -> Iterator[Any]:
+    """What a component gets for ``tool(f(x) for x in xs)``: an iterator over the
+    values (a generator cannot cross processes; a list iterator can)."""
+    return iter(await md(items))
 
 
 def biter_unpack(iterable: Any) -> Iterator[Any]:

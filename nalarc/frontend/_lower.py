@@ -1016,6 +1016,13 @@ class FunctionLowerer:
             if arg.star:
                 self.expr(arg.value, SHALLOW, "iter")
                 slot = str(arg.star)
+            elif isinstance(arg.value, cst.GeneratorExp):
+                # A generator cannot cross processes: its elements are made at the call
+                # (in parallel) and the component gets an iterator over them.
+                self.eager_generators.append(self.span(arg.value))
+                self.expr(arg.value, PASS, "eager-argument")
+                slot = f"k={arg.keyword.value}" if arg.keyword is not None else str(position)
+                position += arg.keyword is None
             else:
                 self.expr(arg.value, PASS, "argument")
                 if arg.keyword is not None:
