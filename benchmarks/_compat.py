@@ -301,6 +301,7 @@ PYPI = (
     Sdist("idna", "3.10", ("idna",)),
     Sdist("six", "1.16.0", ("six.py",)),
     Sdist("tomli", "2.0.2", ("src/tomli",)),
+    Sdist("markupsafe", "2.1.5", ("src/markupsafe",)),  # jinja2's dependency; its C speedups stay unbuilt
     Sdist("jinja2", "3.1.4", ("src/jinja2",)),
     Sdist("chardet", "5.2.0", ("chardet",)),
 )
@@ -325,7 +326,7 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     if archive is None:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-             "-q", "-d", str(downloads), f"{sdist.project}=={sdist.version}"],
+             "--retries", "2", "--timeout", "30", "-q", "-d", str(downloads), f"{sdist.project}=={sdist.version}"],
             capture_output=True, text=True, timeout=300,
         )
         archive = _find_archive(downloads, sdist)
