@@ -175,6 +175,7 @@ def error_class(line: str) -> str:
     line = re.sub(r"^\S+?:\d+:\d+: ", "", line)
     line = re.sub(r"'[^']*'", "'…'", line)
     line = re.sub(r"\b(def|class) \w+", r"\1 …", line)
+    line = re.sub(r"no local module \S+", "no local module …", line)
     return re.sub(r"\b\d+\b", "N", line)
 
 
