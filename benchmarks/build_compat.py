@@ -76,8 +76,8 @@ def module_outcomes(result: UnitResult, work: Path) -> list[ModuleOutcome]:
 def summarize(label: str, results: list[UnitResult], outcomes: list[ModuleOutcome]) -> dict[str, Any]:
     built = [r for r in results if r.outcome in ("built", "changed")]
     lines, seconds = sum(r.lines for r in built), sum(r.seconds for r in built)
-    counts = Counter(m.outcome for m in outcomes)
-    unit_counts = Counter(r.outcome for r in results)
+    counts = Counter[str](m.outcome for m in outcomes)
+    unit_counts = Counter[str](r.outcome for r in results)
     return {
         "what": label,
         "units": len(results),
