@@ -9,6 +9,7 @@ source; the runtime reads them from ``__nalarc__``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
@@ -179,6 +180,46 @@ def workflow(fn: F, /) -> F:
         raise DirectiveError(f"@nalarc.workflow expects a function, got {fn!r}")
     setattr(fn, SPEC_ATTR, "workflow")
     return fn
+
+
+#: The "method" of a call that reads a data attribute or property of an agent
+#: instance (``Planner().name`` in compiled code); its argument is the name.
+ATTRIBUTE_READ = "__nalarc_getattr__"
+
+
+#: ids of the agent instances the runtime serves, in this process (they live
+#: as long as the process does).
+_SERVED: dict[int, object] = {}
+
+
+def serve_instance(agent_class: type) -> object:
+    """A new instance of ``agent_class`` that the runtime serves calls on."""
+    instance: object = agent_class()
+    _SERVED[id(instance)] = instance
+    return instance
+
+
+def is_served(instance: object) -> bool:
+    return _SERVED.get(id(instance)) is instance
+
+
+def instance_member(instance: object, method: str | None) -> Any:
+    """What a call of ``method`` on a served agent instance runs."""
+    if method == ATTRIBUTE_READ:
+        return functools.partial(getattr, instance)
+    return getattr(instance, method or "")
+
+
+def blocks_on_futures(spec: ComponentSpec, target: Any, method: str | None) -> bool:
+    """Is the component's code synchronous compiled code that waits on futures?
+
+    It needs a frame to start its calls in, and must run in a thread that can
+    reach the event loop.  The code generator marks such tools and methods.
+    """
+    if spec.kind == "tool":
+        return getattr(target, "__nalarc_region__", False) is True
+    agent_class = getattr(target, "agent_class", target)  # a handle, in the driver
+    return method in getattr(agent_class, "__nalarc_regions__", ())
 
 
 def component_spec(obj: object) -> ComponentSpec | None:

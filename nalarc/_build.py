@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +34,40 @@ class BuildResult:
     seconds: float
     lines: int
 
+    def compiled_functions(self) -> dict[str, list[Diagnostic]]:
+        """Each function nalarc compiles (it makes component calls, or a workflow or
+        component reaches it), with the fallbacks (warnings) inside it."""
+        return fallbacks_by_function(self.program, self.warnings)
+
     @property
     def workflows(self) -> tuple[str, ...]:
         for module in self.program.modules:
             if module.name == self.app_module:
                 return module.workflows
         return ()
+
+
+def fallbacks_by_function(program: Program, warnings: tuple[Diagnostic, ...]) -> dict[str, list[Diagnostic]]:
+    """Compiled functions and the warnings whose position lies in them (innermost function wins)."""
+    paths = {m.name: m.path for m in program.modules}
+    functions = [
+        f for f in program.functions().values()
+        if f.in_scope or f.futures or f.is_async or f.is_region or f.kind in ("workflow", "tool", "agent_method")
+    ]
+    out: dict[str, list[Diagnostic]] = {f.qualname: [] for f in functions}
+    for warning in warnings:
+        inside = [
+            f for f in functions
+            if paths.get(f.qualname.partition(":")[0]) == warning.path and _contains(f.span, warning.span)
+        ]
+        if inside:
+            innermost = max(inside, key=lambda f: (f.span[0], f.span[1]))
+            out[innermost.qualname].append(warning)
+    return out
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return outer[:2] <= inner[:2] and inner[2:] <= outer[2:]
 
 
 def default_build_dir(app_path: Path) -> Path:
@@ -78,8 +109,24 @@ def build(app_path: Path, out_dir: Path | None = None, *, strict: bool = False) 
     Raises:
         CompileError: the app has errors (or, with ``strict``, fallbacks).
     """
+    with _deep_recursion():
+        return _build(Path(app_path), out_dir, strict)
+
+
+@contextlib.contextmanager
+def _deep_recursion(limit: int = 100_000) -> Iterator[None]:
+    """LibCST walks trees recursively: a long implicit string concatenation
+    (``pydoc_data/topics.py``) nests thousands of levels deep."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def _build(app_path: Path, out_dir: Path | None, strict: bool) -> BuildResult:
     started = time.perf_counter()
-    app_path = Path(app_path)
     source = _Source.of(app_path)
     modules = source.load()
     program = lower_program(modules, source.app)

@@ -71,22 +71,24 @@ class _Managed:
 
     def __init__(self) -> None:
         self.name = "?"
-        self.owner_key = "?"
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
-        self.owner_key = f"{owner.__module__}:{owner.__qualname__}"
 
-    def _slot(self) -> tuple[dict[Any, Any], Any]:
+    def _slot(self, instance: object) -> tuple[dict[Any, Any], Any]:
+        # The state belongs to the agent the instance is (a subclass inherits the
+        # attribute but keeps state of its own), not to the class that declares it.
+        cls = type(instance)
+        agent_key = f"{cls.__module__}:{cls.__qualname__}"
         txn = _txn.get()
-        if txn is not None and txn.agent_key == self.owner_key:
+        if txn is not None and txn.agent_key == agent_key:
             return txn.values, self.name
-        return _LOCAL_STORE, (current_session(), self.owner_key, self.name)
+        return _LOCAL_STORE, (current_session(), agent_key, self.name)
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        store, key = self._slot()
+        store, key = self._slot(instance)
         if key not in store:
             store[key] = self.factory()
         txn = _txn.get()
@@ -95,7 +97,7 @@ class _Managed:
         return store[key]
 
     def __set__(self, instance: object, value: Any) -> None:
-        store, key = self._slot()
+        store, key = self._slot(instance)
         if not isinstance(value, self.factory):
             value = self.factory(value)
         store[key] = value

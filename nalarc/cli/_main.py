@@ -91,11 +91,18 @@ def _summary(result: Any) -> Table:
         ("parallel groups", sum(len(f.parallel_groups) for f in functions)),
         ("hoisted launches", sum(len(f.hoists) for f in functions)),
         ("warnings (fallbacks)", len(result.warnings)),
+        ("compiled without fallback", _clean_share(result.compiled_functions())),
         ("lines / seconds", f"{result.lines} / {result.seconds:.3f}"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
     return table
+
+
+def _clean_share(compiled: dict[str, list[Any]]) -> str:
+    clean = sum(1 for found in compiled.values() if not found)
+    share = f" ({100 * clean / len(compiled):.0f}%)" if compiled else ""
+    return f"{clean} of {len(compiled)} functions{share}"
 
 
 def _parse_input(text: str) -> dict[str, Any]:

@@ -150,6 +150,8 @@ class Emitter(cst.CSTTransformer):
         self.region_exprs: list[bool] = []
         #: Expressions inside a blocking-form expression that run in the enclosing scope.
         self.islands: dict[int, int] = {}
+        #: ``sync_depth`` of each enclosing scope, restored when a function body ends.
+        self._saved_sync: list[int] = []
 
     # -- context -------------------------------------------------------------
 
@@ -173,7 +175,9 @@ class Emitter(cst.CSTTransformer):
 
     # -- functions -------------------------------------------------------------
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+    def visit_FunctionDef_body(self, node: cst.FunctionDef) -> None:
+        # Decorators, defaults and annotations run in the enclosing scope: the
+        # function's own scope starts at its body.
         fn = self.functions.get(self.pos(node))
         if fn is None:
             self.scopes.append(_Scope(None, "plain"))
@@ -183,14 +187,15 @@ class Emitter(cst.CSTTransformer):
             self.scopes.append(_Scope(fn, "sync"))
         else:
             self.scopes.append(_Scope(fn, "plain"))
-        self._saved_sync = getattr(self, "_saved_sync", [])
         self._saved_sync.append(self.sync_depth)
         self.sync_depth = 0
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
-        scope = self.scopes.pop()
+    def leave_FunctionDef_body(self, node: cst.FunctionDef) -> None:
+        self.scopes.pop()
         self.sync_depth = self._saved_sync.pop()
-        fn = scope.fn
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        fn = self.functions.get(self.pos(original))
         if fn is None:
             return updated
         if fn.is_async:
@@ -281,6 +286,9 @@ class Emitter(cst.CSTTransformer):
     def leave_Name(self, original: cst.Name, updated: cst.Name) -> Expr:
         return self.materialize(original, updated)
 
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> Expr:
+        return self.materialize(original, updated)
+
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> Expr:
         return self.materialize(original, updated)
 
@@ -351,6 +359,8 @@ class Emitter(cst.CSTTransformer):
         if kind == "intrinsic" and call is not None:
             name = _INTRINSIC_FUNCS[call.target or ""]
             return awaited(cst.Call(rt(name), updated.args))
+        if _may_stop_iteration(call, updated):
+            return rt_call("v", awaited(rt_call("dyn_next", updated.func, args, kwargs)))
         helper = "dyn_effect" if call is not None and call.target == "global" else "dyn"
         return awaited(rt_call(helper, updated.func, args, kwargs))
 
@@ -577,19 +587,45 @@ class Emitter(cst.CSTTransformer):
     def _agent_annotations(self) -> list[cst.BaseStatement]:
         out: list[cst.BaseStatement] = []
         for comp in self.module.components:
+            name = comp.key.partition(":")[2]
             if comp.kind == "agent" and comp.managed:
-                name = comp.key.partition(":")[2]
                 writes = ", ".join(repr(w) for w in comp.writes)
                 out.append(_stmt(f"{name}.__nalarc_writes__ = frozenset({{{writes}}})"))
+            # Synchronous code that blocks on futures needs a frame where it runs.
+            blocking = sorted(
+                method for method, qualname in comp.implementations
+                if (fn := self.all_functions.get(qualname)) is not None and fn.is_region
+            )
+            if comp.kind == "tool" and blocking:
+                out.append(_stmt(f"{RT}.region({name})"))
+            elif blocking:
+                methods = ", ".join(repr(m) for m in blocking)
+                out.append(_stmt(f"{name}.__nalarc_regions__ = frozenset({{{methods}}})"))
         return out
 
     def _pure_marks(self) -> list[cst.BaseStatement]:
-        out: list[cst.BaseStatement] = []
+        # One mark per module-level name, and only if every definition it may
+        # hold (``f``, ``f#2``...) is pure.
+        verdict: dict[str, bool] = {}
         for fn in self.module.functions:
             local = fn.qualname.partition(":")[2]
-            if fn.pure and not fn.is_async and "." not in local and fn.kind == "helper":
-                out.append(_stmt(f"{RT}.mark_pure({local})"))
-        return out
+            name = local.partition("#")[0]
+            if "." in name:
+                continue
+            pure = fn.pure and not fn.is_async and fn.kind == "helper"
+            verdict[name] = verdict.get(name, True) and pure
+        return [_stmt(f"{RT}.mark_pure({name})") for name, pure in verdict.items() if pure]
+
+
+#: Methods that raise StopIteration by design.
+_STOPPING_METHODS = frozenset({"__next__", "send", "throw"})
+
+
+def _may_stop_iteration(call: CallNode | None, updated: cst.Call) -> bool:
+    """``next(it)``, ``it.send(x)``: may raise StopIteration, which no coroutine can pass on."""
+    if call is not None and call.target == "builtins.next":
+        return True
+    return isinstance(updated.func, cst.Attribute) and updated.func.attr.value in _STOPPING_METHODS
 
 
 def _statements(suite: cst.BaseSuite) -> list[cst.BaseStatement]:

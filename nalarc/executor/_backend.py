@@ -38,6 +38,7 @@ State (:class:`ControlledBackend`):
 from __future__ import annotations
 
 import itertools
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -50,6 +51,7 @@ from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..policies import Policy
 from . import _rt
 from ._controller import GlobalController, NodeStore
+from ._exceptions import dump_exception
 from ._instance import InstanceController, QueuedCall, WorkerLike
 from ._local import InProcessBackend
 from ._statestore import StateStore
@@ -354,7 +356,8 @@ class ControlledBackend(Generic[W]):
             value = await self.execute(record)
             self.pool.send(worker, ("result", sub_id, True, value), (value,))
         except Exception as error:  # noqa: BLE001 - sent back to the caller
-            self.pool.send(worker, ("result", sub_id, False, cloudpickle.dumps(error)))
+            text = "".join(traceback.format_exception(error))
+            self.pool.send(worker, ("result", sub_id, False, dump_exception(error, text)))
 
     def lost(self, worker: W, signal: int | None) -> None:
         """Calls in flight on a dead worker: re-run if retry-safe, else fail with :class:`BrokenWorkerError`."""

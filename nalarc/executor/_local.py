@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
 from . import _rt
 from ._statestore import StateStore
@@ -36,7 +37,7 @@ class InProcessBackend:
     def _instance(self, agent_class: type, key: str) -> Any:
         instance = self._instances.get(key)
         if instance is None:
-            instance = self._instances[key] = agent_class()
+            instance = self._instances[key] = serve_instance(agent_class)
         return instance
 
     async def execute(self, call: _rt.CallRecord) -> Any:
@@ -80,7 +81,7 @@ class InProcessBackend:
             txn = None
         else:
             agent_class = call.target.agent_class
-            fn = getattr(self._instance(agent_class, call.spec.key), call.method or "")
+            fn = instance_member(self._instance(agent_class, call.spec.key), call.method)
             txn = (
                 StateTransaction(call.session, call.spec.key, self.store.load(call.session, call.spec.key))
                 if call.spec.managed
@@ -101,7 +102,7 @@ class InProcessBackend:
         if spec.kind == "tool":
             with session(session_id):
                 return target(*args, **kwargs)
-        fn = getattr(self._instance(target.agent_class, spec.key), method or "")
+        fn = instance_member(self._instance(target.agent_class, spec.key), method)
         if not spec.managed:
             with session(session_id):
                 return fn(*args, **kwargs)
@@ -125,13 +126,28 @@ async def run_component_code(
 
 
 async def _invoke(fn: Any, call: _rt.CallRecord, runtime: _rt.Runtime) -> Any:
-    if inspect.iscoroutinefunction(fn):
-        return await run_frame(fn, call.args, call.kwargs, runtime, call.session, call.request)
+    if inspect.iscoroutinefunction(fn) or blocks_on_futures(call.spec, call.target, call.method):
+        entry = frame_entry(fn, runtime)
+        return await run_frame(entry, call.args, call.kwargs, runtime, call.session, call.request)
     return await trio.to_thread.run_sync(
         functools.partial(fn, *call.args, **call.kwargs),
         limiter=runtime.thread_limiter,
         abandon_on_cancel=True,
     )
+
+
+def frame_entry(fn: Any, runtime: _rt.Runtime) -> Any:
+    """``fn`` as the async function a frame runs: synchronous code goes to a thread
+    (it blocks, on I/O or on futures through ``trio.from_thread``)."""
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    async def in_thread(*args: Any, **kwargs: Any) -> Any:
+        return await trio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=runtime.thread_limiter, abandon_on_cancel=True
+        )
+
+    return in_thread
 
 
 async def run_frame(
@@ -154,7 +170,7 @@ async def run_frame(
             result = await _rt.md(result)
             await _rt.settle()
         except Exception as exc:  # noqa: BLE001 - reconciled and re-raised below
-            error = await _rt.reconcile(exc)
+            error = await _rt.reconcile(_rt.stop_iteration_of(exc))
             nursery.cancel_scope.cancel()
         finally:
             _rt.leave_frame(token)

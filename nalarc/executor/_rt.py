@@ -43,12 +43,12 @@ import copy
 import inspect
 import itertools
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, Protocol
 
 import trio
 
-from .._api import ComponentSpec, component_spec
+from .._api import ATTRIBUTE_READ, ComponentSpec, component_spec, is_served
 from .._errors import NalarcError, NalarcInternalError
 from ..ir import EFFECT as EFFECT  # call flags, or-ed together by the code generator
 from ..ir import STAGE_SHIFT as STAGE_SHIFT
@@ -67,6 +67,7 @@ __all__ = [
     "call",
     "dyn",
     "dyn_effect",
+    "dyn_next",
     "local",
     "push_try",
     "region_iter",
@@ -83,6 +84,7 @@ __all__ = [
     "setitem_effect",
     "settled",
     "settle",
+    "v",
     "value",
 ]
 
@@ -494,23 +496,61 @@ def exit_try() -> None:
 
 
 class AgentHandle:
-    """What ``Planner()`` evaluates to in compiled code: a handle, not an instance."""
+    """What ``Planner()`` evaluates to in compiled code: a handle, not an instance.
+
+    Its methods are component calls; its static and class methods are the
+    class's own; any other attribute (set in ``__init__``, a property, a class
+    attribute) is read on the instance that serves the session, as a call
+    (:data:`~nalarc._api.ATTRIBUTE_READ`): a future on the event loop thread,
+    the value itself in a worker thread.  ``isinstance(handle, Planner)`` holds.
+    """
 
     __slots__ = ("agent_class", "spec")
 
     def __init__(self, agent_class: type, spec: ComponentSpec) -> None:
         self.agent_class, self.spec = agent_class, spec
 
-    def __getattr__(self, name: str) -> ComponentMethod:
-        if name.startswith("__") or not callable(getattr(self.agent_class, name, None)):
-            raise AttributeError(f"agent {self.spec.name!r} has no method {name!r}")
-        return ComponentMethod(self, name)
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105 - isinstance() looks here after type()
+        return self.agent_class
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(f"agent {self.spec.name!r} handle has no attribute {name!r}")
+        kind = _member_kind(self.agent_class, name)
+        if kind == "method":
+            return ComponentMethod(self, name)
+        if kind == "class-level":
+            return getattr(self.agent_class, name)
+        if _on_trio_thread():
+            return call(self, ATTRIBUTE_READ, 0, (name,), {})
+        return _blocking_async(lambda: m(call(self, ATTRIBUTE_READ, 0, (name,), {})))
 
     def __repr__(self) -> str:
         return f"<nalarc agent handle {self.spec.name}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (AgentHandle, (self.agent_class, self.spec))
+
+
+_member_kinds: dict[tuple[type, str], str] = {}
+
+
+def _member_kind(cls: type, name: str) -> str:
+    """``method`` (a component call), ``class-level`` (static or class method: run
+    here), or ``instance`` (read on the serving instance)."""
+    key = (cls, name)
+    kind = _member_kinds.get(key)
+    if kind is None:
+        member = inspect.getattr_static(cls, name, None)
+        if isinstance(member, (staticmethod, classmethod)):
+            kind = "class-level"
+        elif isinstance(member, types.FunctionType):
+            kind = "method"
+        else:
+            kind = "instance"
+        kind = _member_kinds[key] = kind
+    return kind
 
 
 class ComponentMethod:
@@ -908,15 +948,87 @@ async def dyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     intrinsic = _INTRINSICS.get(fn) if _hashable(fn) else None
     if intrinsic is not None:
         return await intrinsic(*args, **kwargs)
+    unserved = _unserved_agent_method(fn)
+    if unserved is not None:
+        agent_handle = AgentHandle(type(fn.__self__), unserved)
+        return call(agent_handle, fn.__name__, _flags_of(ComponentMethod(agent_handle, fn.__name__)), args, kwargs)
     if _is_compiled_async(fn):
         return await fn(*args, **kwargs)
-    owner = getattr(fn, "__self__", None)
-    owner_spec = _agent_spec(type(owner)) if owner is not None else None
-    if owner_spec is not None and inspect.ismethod(fn):
-        # A method of an agent instance made by uncompiled code (a module global).
-        agent_handle = AgentHandle(type(owner), owner_spec)
-        return call(agent_handle, fn.__name__, _flags_of(ComponentMethod(agent_handle, fn.__name__)), args, kwargs)
     return await _opaque(fn, args, kwargs, effect=False)
+
+
+def _unserved_agent_method(fn: Any) -> ComponentSpec | None:
+    """The agent, if ``fn`` is a method of an agent instance uncompiled code made
+    (a module global ``bot = Bot()``): calling it is a component call.
+
+    Not for the instances the runtime serves (an agent method calling its own
+    ``self.m()`` or ``super().m()`` runs its own code), nor for a base class's
+    function reached through ``super()``.
+    """
+    if not inspect.ismethod(fn):
+        return None
+    owner = fn.__self__
+    spec = _agent_spec(type(owner))
+    if spec is None or is_served(owner):
+        return None
+    if getattr(type(owner), fn.__name__, None) is not getattr(fn, "__func__", None):
+        return None  # super().m: not the method the instance's class has under that name
+    return spec
+
+
+class _Stopped(Exception):
+    """``StopIteration`` from uncompiled code, on its way through runtime coroutines."""
+
+    def __init__(self, error: StopIteration) -> None:
+        super().__init__(*error.args)
+        self.error = error
+
+
+def _plain_call(fn: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except StopIteration as error:
+        raise _Stopped(error) from None
+
+
+class Raised:
+    """An exception carried out of a runtime coroutine as a value.
+
+    A ``StopIteration`` may not leave a coroutine (PEP 479 turns it into a
+    ``RuntimeError``), yet ``next(it)`` in a workflow must raise it where the
+    workflow can catch it.  The call site unwraps it with :func:`v`, in the
+    workflow's own frame.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def dyn_next(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``dyn`` for calls that may raise ``StopIteration`` (``next``, ``.send``): unwrap with :func:`v`."""
+    try:
+        return await dyn(fn, args, kwargs)
+    except _Stopped as stopped:
+        return Raised(stopped.error)
+
+
+def v(result: Any) -> Any:
+    """Raise what :func:`dyn_next` carried out; else the result."""
+    if type(result) is Raised:
+        raise result.error
+    return result
+
+
+def stop_iteration_of(error: BaseException) -> BaseException:
+    """The ``StopIteration`` PEP 479 wrapped when it left compiled code, else ``error``."""
+    if type(error) is _Stopped:
+        return error.error
+    cause = error.__cause__
+    if type(error) is RuntimeError and isinstance(cause, StopIteration) and "raised StopIteration" in str(error):
+        return cause
+    return error
 
 
 async def dyn_effect(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -951,9 +1063,9 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
     if store_only and frame.try_depth == 0 and not effect:
         if getattr(fn, "__name__", "") in ("insert", "setdefault") and args:
             args = (await md(args[0]), *args[1:])  # an index / a key is looked at; the value is not
-        return fn(*args, **kwargs)
+        return _plain_call(fn, args, kwargs)
     if _hashable(fn) and fn in _SHALLOW_BUILTINS and not kwargs and not any(map(is_region, args)):
-        return fn(*[await m(a) for a in args])
+        return _plain_call(fn, [await m(a) for a in args], {})
     owner = getattr(fn, "__self__", None)
     if type(owner) in (list, dict, tuple):
         # A container's own methods read its elements (values(), index(), count()...).
@@ -963,17 +1075,23 @@ async def _opaque(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], effect
     if effect or not _is_pure(fn) and (frame.try_depth > 0 or not _is_mutation(fn)):
         await settle()
     args, kwargs, needs_thread = _adapt_callbacks(args, kwargs)
+    # Uncompiled code reading a handle's attribute blocks for it: not on the event loop.
+    needs_thread = needs_thread or _has_handle(args) or _has_handle(kwargs.values())
     if needs_thread or is_region(fn) or _wants_thread(fn):
         result = await trio.to_thread.run_sync(
-            lambda: fn(*args, **kwargs), limiter=frame.runtime.thread_limiter
+            lambda: _plain_call(fn, args, kwargs), limiter=frame.runtime.thread_limiter
         )
     else:
-        result = fn(*args, **kwargs)
+        result = _plain_call(fn, args, kwargs)
     if needs_thread and isinstance(result, Iterator):
         return _RegionIter(result)
     if needs_thread and callable(result) and not isinstance(result, type):
         return _RegionCallable(result)  # e.g. functools.partial(tool, ...)
     return result
+
+
+def _has_handle(values: Iterable[Any]) -> bool:
+    return any(type(x) is AgentHandle for x in values)
 
 
 class _RegionCallable:

@@ -62,10 +62,11 @@ from typing import Any
 
 import cloudpickle
 
-from .._api import ComponentSpec, component_spec
+from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member, serve_instance
 from .._errors import RemoteError
 from .._state import StateTransaction, _instance, _session, bind_transaction
 from ._containers import substitute
+from ._exceptions import dump_exception
 from ._transport import (
     AuthenticationError,
     BlockingChannel,
@@ -89,14 +90,9 @@ _BOOKKEEPING = frozenset({"consume", "unconsume", "release", "value", "probe"})
 
 
 def encode_error(error: BaseException) -> tuple[bytes, str]:
-    """The exception, pickled if it can be, and its traceback as text."""
+    """The exception, pickled with its type and attributes, and its traceback as text."""
     text = "".join(traceback.format_exception(error))
-    try:
-        payload = cloudpickle.dumps(error)
-        cloudpickle.loads(payload)
-    except Exception:  # noqa: BLE001 - unpicklable exception: send its text
-        payload = cloudpickle.dumps(RemoteError(text))
-    return payload, text
+    return dump_exception(error, text), text
 
 
 class _AsyncLane:
@@ -125,10 +121,11 @@ class _AsyncLane:
         ready.wait()
 
     def run(self, fn: Callable[..., Any], record: Any) -> Any:
-        from ._local import run_frame
+        from ._local import frame_entry, run_frame
 
         async def body() -> Any:
-            return await run_frame(fn, record.args, record.kwargs, self.runtime, record.session, record.request)
+            return await run_frame(frame_entry(fn, self.runtime), record.args, record.kwargs, self.runtime,
+                                   record.session, record.request)
 
         return self.trio.from_thread.run(body, trio_token=self.token)
 
@@ -326,7 +323,7 @@ class Worker:
         with self._instance_lock:
             instance = self.instances.get(instance_id)
             if instance is None:
-                instance = self.instances[instance_id] = target()
+                instance = self.instances[instance_id] = serve_instance(target)
             return instance
 
     # -- leader / follower ---------------------------------------------------
@@ -397,14 +394,16 @@ class Worker:
     # -- calls -------------------------------------------------------------
 
     def _call_function(self, instance_id: str, key: str, method: str | None) -> tuple[ComponentSpec, Any, Any, bool]:
-        """The component, the function a call runs, and whether it is compiled async code."""
+        """The component, the function a call runs, and whether it runs in a frame on the async
+        lane (compiled async code, or compiled sync code that blocks on futures)."""
         found = self._functions.get((instance_id, key, method))
         if found is None:
             target = self._resolve(key)
             spec = component_spec(target)
             assert spec is not None
-            fn = getattr(self._instance(instance_id, target), method or "") if spec.kind == "agent" else target
-            found = self._functions[(instance_id, key, method)] = (spec, target, fn, inspect.iscoroutinefunction(fn))
+            fn = instance_member(self._instance(instance_id, target), method) if spec.kind == "agent" else target
+            in_frame = inspect.iscoroutinefunction(fn) or blocks_on_futures(spec, target, method)
+            found = self._functions[(instance_id, key, method)] = (spec, target, fn, in_frame)
         return found
 
     def _run(self, call_id: int, instance_id: str, key: str, method: str | None, args: tuple[Any, ...],

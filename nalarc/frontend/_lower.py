@@ -39,7 +39,8 @@ from ..ir import (
     StatementInfo,
 )
 from ._modules import NALARC_INTRINSICS, ModuleInfo, Symbol, target_names
-from ._scopes import class_body, param_names, walk_all, walk_scope, local_names
+from .._cst import block_definitions
+from ._scopes import local_names, param_names, walk_all, walk_scope
 from ._source import span_of
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ PURE_BUILTINS = frozenset(
     "max min next oct ord pow range repr reversed round set slice sorted str sum tuple type zip".split()
 )
 _IMPLICIT_DECORATORS = frozenset({"property", "cached_property", "setter", "getter", "deleter"})
+#: Decorators that hand the function itself back (or a descriptor calling it
+#: as is): the function may still become ``async def``.
+_TRANSPARENT_DECORATORS = frozenset({
+    "builtins.staticmethod", "builtins.classmethod", "abc.abstractmethod", "typing.overload",
+    "typing.final", "typing.override", "typing_extensions.overload", "typing_extensions.final",
+    "typing_extensions.override", "typing.no_type_check",
+})
 
 # ---------------------------------------------------------------------------
 # Function lowering
@@ -70,6 +78,9 @@ class _Resolution:
     method: str | None = None
     target: str | None = None
     global_receiver: bool = False
+    #: App functions the call may reach (for colouring) when ``target`` is not
+    #: known for sure (a redefined name, an overridden method).
+    callees: tuple[str, ...] = ()
 
 
 class FunctionLowerer:
@@ -114,7 +125,8 @@ class FunctionLowerer:
         #: Names bound by the comprehensions and lambdas being lowered.
         self.inner_locals: list[set[str]] = []
         self.handle_vars = self._handle_vars()
-        self.self_name = param_names(node.params)[0] if owner and node.params.params else None
+        self.owner_key = f"{info.name}:{owner}" if owner else None
+        self.self_name = self._self_name()
 
     # -- entry ---------------------------------------------------------
 
@@ -145,6 +157,7 @@ class FunctionLowerer:
             owner=f"{self.info.name}:{self.owner}" if self.owner else None,
             is_generator=self._is_generator(),
             implicit=implicit,
+            opaque_decorators=self._opaque_decorators(),
             pure=not self.impure and not self.futures and not self.has_dynamic and not self.globals and not self.nonlocals,
             has_dynamic_calls=self.has_dynamic,
             has_intrinsics=self.has_intrinsics,
@@ -162,6 +175,31 @@ class FunctionLowerer:
 
     def _is_generator(self) -> bool:
         return any(isinstance(n, cst.Yield) for n in self.scope_nodes)
+
+    def _self_name(self) -> str | None:
+        """The parameter that is the instance, in a plain method (not static or class)."""
+        if self.owner_key is None or not self.node.params.params:
+            return None
+        member = self.lowerer.classes[self.owner_key].members.get(self.node.name.value)
+        if member is not None and member.kind in ("static", "class"):
+            return None
+        return self.node.params.params[0].name.value
+
+    def _opaque_decorators(self) -> tuple[str, ...]:
+        """Decorators that may do anything with the function (and so with a coroutine)."""
+        out: list[str] = []
+        for dec in self.node.decorators:
+            expr = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
+            if self.lowerer.decorator(self.info, dec) is not None:
+                continue  # nalarc's own: they only record metadata
+            name = cst.helpers.get_full_name_for_node(expr) or self.info.tree.code_for_node(expr)
+            if name.rpartition(".")[2] in _IMPLICIT_DECORATORS:
+                continue  # a property: implicit anyway
+            symbol = self.lowerer.resolve(self.info, expr)
+            if symbol is not None and symbol.target in _TRANSPARENT_DECORATORS:
+                continue
+            out.append(name)
+        return tuple(out)
 
     def _handle_vars(self) -> set[str]:
         """Locals bound only to ``AgentClass()``: calls of their methods are component calls."""
@@ -277,11 +315,16 @@ class FunctionLowerer:
             return self._resolve_symbol_call(self._resolve_global(func), func)
         if isinstance(func, cst.Attribute):
             base = func.value
-            if isinstance(base, cst.Name) and base.value == self.self_name and self.owner:
-                method = f"{self.info.name}:{self.owner}.{func.attr.value}"
-                if method in self._known_methods():
-                    return _Resolution("local", target=method)
-                return _Resolution("dynamic")
+            if isinstance(base, cst.Name) and base.value == self.self_name and self.owner_key:
+                return self._self_method(func.attr.value)
+            if self.owner_key and _is_super_call(base, self):
+                # super().m(...): some base class's m, an ordinary call of the instance's code.
+                name = func.attr.value
+                candidates = tuple(
+                    c.members[name].qualname for c in self.lowerer.classes.values()
+                    if name in c.members and c.key != self.owner_key
+                )
+                return _Resolution("local", callees=candidates)
             if isinstance(base, cst.Name) and base.value in self.handle_vars:
                 agent = self._handle_agent(base.value)
                 return self._component_method(agent, func)
@@ -295,11 +338,30 @@ class FunctionLowerer:
                 return _Resolution("dynamic", global_receiver=True)
         return _Resolution("dynamic")
 
-    def _known_methods(self) -> set[str]:
-        cls = self.lowerer.classes.get(f"{self.info.name}:{self.owner}")
-        if cls is None:
-            return set()
-        return {f"{self.info.name}:{self.owner}.{i.name.value}" for i in class_body(cls) if isinstance(i, cst.FunctionDef)}
+    def _self_method(self, name: str) -> _Resolution:
+        """``self.name(...)`` in a method: an ordinary call of the instance's own code."""
+        assert self.owner_key is not None
+        member = self.lowerer.members(self.owner_key).get(name)
+        if member is None:
+            return _Resolution("dynamic")
+        if member.kind == "method" and not self.lowerer.overridden(name):
+            return _Resolution("local", target=member.qualname)
+        # A subclass may override it: which function runs is known at run time only.
+        candidates = tuple(m.members[name].qualname for m in self.lowerer.classes.values() if name in m.members)
+        return _Resolution("local", callees=candidates)
+
+    def _definitions_of(self, key: str) -> tuple[str, ...]:
+        """Qualnames of every module-level definition of ``module:name``."""
+        module, _, name = key.partition(":")
+        info = self.lowerer.modules.get(module)
+        if info is None:
+            return (key,)
+        found = tuple(
+            f"{module}:{self.lowerer.qualnames[id(node)]}"
+            for node in block_definitions(info.tree.body)
+            if isinstance(node, cst.FunctionDef) and node.name.value == name
+        )
+        return found or (key,)
 
     def _handle_agent(self, var: str) -> str | None:
         for node in self.scope_nodes:
@@ -310,12 +372,18 @@ class FunctionLowerer:
 
     def _component_method(self, agent: str | None, func: cst.Attribute) -> _Resolution:
         comp = self.lowerer.components.get(agent or "")
-        if comp is None:
+        model = self.lowerer.agent_model(agent or "")
+        if comp is None or model is None:
             return _Resolution("dynamic")
         method = func.attr.value
-        if method not in comp.methods or method.startswith("_"):
-            raise self.error(func.attr, f"agent {comp.key.partition(':')[2]!r} has no public method {method!r}")
-        return _Resolution("component", component=comp.key, method=method)
+        member = self.lowerer.members(model).get(method)
+        if member is not None and member.kind == "method" and not _is_dunder(method):
+            return _Resolution("component", component=comp.key, method=method)
+        if member is None and self.lowerer.mro(model)[1] and method not in self.lowerer.class_attributes(model):
+            self.warn(func.attr, f"agent {comp.key.partition(':')[2]!r} has no method {method!r}: "
+                      "the call raises AttributeError when it runs")
+        # Static and class methods run here; anything else is looked up at run time.
+        return _Resolution("dynamic")
 
     def _resolve_symbol_call(self, symbol: Symbol | None, func: cst.BaseExpression) -> _Resolution:
         if symbol is None:
@@ -324,8 +392,11 @@ class FunctionLowerer:
             return _Resolution("component", component=symbol.target)
         if symbol.kind == "agent":
             return _Resolution("agent_handle", component=symbol.target)
+        if symbol.kind in ("function", "workflow") and symbol.rebound:
+            # Which definition the name holds is known at run time only.
+            return _Resolution("dynamic", callees=self._definitions_of(symbol.target))
         if symbol.kind in ("function", "workflow"):
-            return _Resolution("compiled", target=symbol.target)
+            return _Resolution("compiled", target=self._definitions_of(symbol.target)[0])
         if symbol.kind == "nalarc":
             if symbol.target in NALARC_INTRINSICS:
                 return _Resolution("intrinsic", target=symbol.target)
@@ -412,6 +483,9 @@ class FunctionLowerer:
             self._del_target(node.target)
         elif isinstance(node, (cst.Global, cst.Nonlocal)):
             self.impure = True
+            if isinstance(node, cst.Global) and self.kind in ("tool", "agent_method"):
+                for name in node.names:
+                    self._warn_global(name, name.name.value, "assigns")
         elif isinstance(node, (cst.Break, cst.Continue)):
             self.barrier()
         elif isinstance(node, (cst.Import, cst.ImportFrom)):
@@ -481,6 +555,8 @@ class FunctionLowerer:
         return None
 
     def _store_target(self, target: cst.BaseExpression, source: str, refs: tuple[str, ...]) -> None:
+        if isinstance(target, (cst.Attribute, cst.Subscript)):
+            self._check_global_mutation(target.value, "stores into")
         if isinstance(target, cst.Attribute):
             self.expr(target.value, SHALLOW, "attribute")
         elif isinstance(target, cst.Subscript):
@@ -640,10 +716,7 @@ class FunctionLowerer:
         if isinstance(node, cst.Call):
             return self.call(node, ctx, reason)
         if isinstance(node, cst.Attribute):
-            symbol = self._resolve_global(node)
-            if symbol is None:
-                self.expr(node.value, SHALLOW, "attribute")
-            return "plain", ()
+            return self._attribute(node, ctx, reason)
         if isinstance(node, cst.Subscript):
             self.expr(node.value, SHALLOW, "subscript")
             self._slices(node)
@@ -729,6 +802,42 @@ class FunctionLowerer:
             return "maybe", ()
         return "maybe", ()
 
+    def _check_global_mutation(self, receiver: cst.BaseExpression, how: str) -> None:
+        """Component code changing a module global: invisible to other processes once served."""
+        if self.kind not in ("tool", "agent_method") or not isinstance(receiver, cst.Name):
+            return
+        symbol = self.symbol(receiver.value)
+        if symbol is not None and symbol.kind == "variable":
+            self._warn_global(receiver, receiver.value, how)
+
+    def _warn_global(self, node: cst.CSTNode, name: str, how: str) -> None:
+        what = "tool" if self.kind == "tool" else "agent method"
+        self.warn(node, f"{what} {self.local_qual} {how} module global {name!r}: on worker processes the "
+                  "change stays in the worker that ran the call (the driver and other workers never see it)")
+
+    def _attribute(self, node: cst.Attribute, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
+        """``x.name``: on an agent handle, a read on the instance serving the session (a future)."""
+        if self._resolve_global(node) is not None:
+            return "plain", ()  # a module attribute, a class attribute of a global
+        receiver = node.value
+        if self._is_handle(receiver):
+            self.expr(receiver, PASS, "attribute")
+            self.candidate(node, ctx, reason, "handle-attribute")
+            return "maybe", ()
+        self.expr(receiver, SHALLOW, "attribute")
+        root = _root_name(receiver)
+        if root is None or root == self.self_name or self.scope_of(root) not in ("local", "closure"):
+            return "plain", ()
+        # The receiver may be a handle passed in (a parameter, a container's element).
+        self.candidate(node, ctx, reason, "attribute", (root,))
+        return "maybe", ()
+
+    def _is_handle(self, expr: cst.BaseExpression) -> bool:
+        """Is ``expr`` statically an agent handle (``Planner()``, or a local bound only to one)?"""
+        if isinstance(expr, cst.Name):
+            return expr.value in self.handle_vars
+        return isinstance(expr, cst.Call) and not expr.args and self._agent_class(expr.func) is not None
+
     def _slices(self, node: cst.Subscript) -> None:
         for element in node.slice:
             sl = element.slice
@@ -782,6 +891,7 @@ class FunctionLowerer:
     def call(self, node: cst.Call, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
         res = self.resolve_call(node.func)
         span = self.span(node)
+        self.callees.update(res.callees)
         if res.kind == "component":
             return self._component_call(node, res, ctx, reason)
         if res.kind == "agent_handle":
@@ -789,6 +899,8 @@ class FunctionLowerer:
                 raise self.error(node, "an agent handle takes no arguments: agents are created by the runtime")
             self.calls.append(CallNode(span, "agent_handle", res.component))
             return "plain", ()
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in _CONTAINER_MUTATORS:
+            self._check_global_mutation(node.func.value, f"calls .{node.func.attr.value}() on")
         if isinstance(node.func, cst.Attribute) and res.kind in ("dynamic", "opaque", "local"):
             if self._resolve_global(node.func) is None:
                 self.expr(node.func.value, SHALLOW, "attribute")
@@ -813,12 +925,13 @@ class FunctionLowerer:
             self.barrier()
             self.candidate(node, ctx, reason, f"call:compiled:{res.target}")
             return "maybe", ()
-        if res.kind == "local" and res.target:
-            self.callees.add(res.target)
+        if res.kind == "local":
+            if res.target:
+                self.callees.add(res.target)
             self.calls.append(CallNode(span, "compiled", res.target))
             self.barrier()
             self.impure = True
-            self.candidate(node, ctx, reason, f"call:compiled:{res.target}")
+            self.candidate(node, ctx, reason, f"call:compiled:{res.target}" if res.target else "call:dynamic")
             return "maybe", ()
         if res.kind == "intrinsic":
             self.has_intrinsics = True
@@ -832,7 +945,7 @@ class FunctionLowerer:
             if not pure:
                 self.barrier()
                 self.impure = True
-            if res.kind == "frame":
+            if res.kind == "frame" and (name != "super" or node.args):
                 self.warn(node, f"{name}() looks at the caller's frame: arguments are materialized first")
             self.calls.append(CallNode(span, "opaque", res.target))
             if name in ("list", "tuple", "iter", "reversed", "zip", "enumerate", "filter", "map", "dict") and not pure is False:
@@ -936,6 +1049,32 @@ class FunctionLowerer:
     def _regions_with_visibility(self) -> list[ControlRegion]:
         visible = self._try_visible()
         return [r.with_changes(visible=visible.get(r.id, ())) for r in self.regions]
+
+
+#: Methods that change the container they are called on.
+_CONTAINER_MUTATORS = frozenset(
+    "append extend insert pop remove clear sort reverse update setdefault add discard popitem".split()
+)
+
+
+def _is_super_call(expr: cst.BaseExpression, fl: FunctionLowerer) -> bool:
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Name)
+        and expr.func.value == "super"
+        and fl.scope_of("super") == "builtin"
+    )
+
+
+def _root_name(expr: cst.BaseExpression) -> str | None:
+    """``a`` for ``a``, ``a.b.c``, ``a[0].b``."""
+    while isinstance(expr, (cst.Attribute, cst.Subscript)):
+        expr = expr.value
+    return expr.value if isinstance(expr, cst.Name) else None
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
 
 
 #: Consumers that exhaust a generator argument: it may become a list (in parallel).

@@ -2,7 +2,12 @@
 
 A module is *local* when it resolves to a file under the app's directory; it
 is compiled with the app.  Everything else is *external*: imported as is at
-run time, and checked here to exist so a typo fails at build time.
+run time.  An external module that is not installed here is only a warning
+(with ``--strict``, an error), and only when it is imported unconditionally at
+module level: ``try: import orjson except ImportError``, ``if sys.platform ==
+"win32": import winreg`` and imports inside functions are how real code
+handles optional modules, and the compiler never needs an external module's
+contents (calls into it are resolved at run time).
 
 Decorators are recognized however nalarc was imported (``import nalarc as n``,
 ``from nalarc import agent as a``): names are resolved through the import
@@ -11,8 +16,9 @@ table, never by spelling.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +27,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .._errors import CompileError
+from ..ir import Diagnostic
 from ._source import SourceFile, parse, read_source, span_of
 
 SymbolKind = Literal[
@@ -41,6 +48,10 @@ class Symbol:
     #: tool/agent/workflow/function/class: ``module:qualname``; module: dotted
     #: module name; external: dotted name; nalarc: the attribute ("" = module).
     target: str
+    #: The name is bound more than once at module level (redefined, bound in
+    #: both branches of an ``if``, a ``def`` beside an import...): which object
+    #: it holds is only known at run time.
+    rebound: bool = False
 
 
 @dataclass
@@ -49,6 +60,11 @@ class ModuleInfo:
     wrapper: MetadataWrapper
     #: Global names of the module.
     symbols: dict[str, Symbol] = field(default_factory=dict)
+    #: Fallbacks found while loading (unresolvable imports).
+    warnings: list[Diagnostic] = field(default_factory=list)
+    #: ``from local import x`` as written (``import`` symbols), so the names
+    #: can be resolved again once discovery knows which are components.
+    imported: dict[str, Symbol] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -88,17 +104,27 @@ def _guards_imports(node: cst.Try) -> bool:
 
 
 class _ImportCollector(cst.CSTVisitor):
-    """Every import in a module, and whether a ``try/except ImportError`` guards it."""
+    """Every import in a module, and whether it is *guarded*: it may not run, or
+    its failure is handled (a ``try/except ImportError``, an ``if`` branch, a
+    function or class body, a ``with``, a loop)."""
+
+    _CONDITIONAL = (cst.If, cst.FunctionDef, cst.ClassDef, cst.With, cst.For, cst.While, cst.Match)
 
     def __init__(self) -> None:
         self.imports: list[tuple[cst.Import | cst.ImportFrom, bool]] = []
         self._guarded = 0
 
-    def visit_Try(self, node: cst.Try) -> None:
-        self._guarded += int(_guards_imports(node))
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, self._CONDITIONAL) or (isinstance(node, cst.Try) and _guards_imports(node)):
+            self._guarded += 1
+        return super().on_visit(node)
 
-    def leave_Try(self, original_node: cst.Try) -> None:
-        self._guarded -= int(_guards_imports(original_node))
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if isinstance(original_node, self._CONDITIONAL) or (
+            isinstance(original_node, cst.Try) and _guards_imports(original_node)
+        ):
+            self._guarded -= 1
+        super().on_leave(original_node)
 
     def visit_Import(self, node: cst.Import) -> None:
         self.imports.append((node, self._guarded > 0))
@@ -111,6 +137,8 @@ def _external_exists(dotted: str) -> bool:
     top = dotted.partition(".")[0]
     if not top:
         return False
+    if top == "__main__":
+        return True  # always importable when the program runs
     try:
         return importlib.util.find_spec(top) is not None
     except (ImportError, ValueError):
@@ -165,11 +193,12 @@ class ModuleLoader:
                 elif isinstance(node, cst.ImportFrom) and node.relative and _module_file(self.root, dotted.rpartition(".")[0] or dotted) is not None:
                     continue
                 elif not guarded and not _external_exists(dotted):
-                    raise info.source.error(
-                        span_of(positions[_module_node(node, dotted)]),
+                    info.warnings.append(Diagnostic(
+                        "warning", str(info.source.path), span_of(positions[_module_node(node, dotted)]),
                         f"cannot resolve import {dotted!r}: no local module {dotted.replace('.', '/')}.py "
-                        "next to the app and no installed package of that name",
-                    )
+                        "next to the app and no installed package of that name (importing it will fail "
+                        "at run time unless it is installed there)",
+                    ))
         return found
 
     def _imported_modules(self, info: ModuleInfo, node: cst.Import | cst.ImportFrom) -> list[str]:
@@ -190,21 +219,29 @@ class ModuleLoader:
         table = info.symbols
         for stmt in info.tree.body:
             for node in _top_level_nodes(stmt):
-                if isinstance(node, cst.Import):
-                    for alias in node.names:
-                        dotted = cst.helpers.get_full_name_for_node(alias.name) or ""
-                        bound = _bound_name(alias) or dotted.partition(".")[0]
-                        target = dotted if alias.asname else dotted.partition(".")[0]
-                        table[bound] = self._module_symbol(target)
-                elif isinstance(node, cst.ImportFrom):
-                    self._define_from(info, node)
-                elif isinstance(node, cst.FunctionDef):
-                    table[node.name.value] = Symbol("function", f"{info.name}:{node.name.value}")
-                elif isinstance(node, cst.ClassDef):
-                    table[node.name.value] = Symbol("class", f"{info.name}:{node.name.value}")
-                elif isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
-                    for name in _assigned_names(node):
-                        table.setdefault(name, Symbol("variable", f"{info.name}:{name}"))
+                self._define_node(info, node)
+        bindings = _binding_counts(info.tree)
+        for name, symbol in table.items():
+            if bindings.get(name, 0) > 1:
+                table[name] = dataclasses.replace(symbol, rebound=True)
+
+    def _define_node(self, info: ModuleInfo, node: cst.CSTNode) -> None:
+        table = info.symbols
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                dotted = cst.helpers.get_full_name_for_node(alias.name) or ""
+                bound = _bound_name(alias) or dotted.partition(".")[0]
+                target = dotted if alias.asname else dotted.partition(".")[0]
+                table[bound] = self._module_symbol(target)
+        elif isinstance(node, cst.ImportFrom):
+            self._define_from(info, node)
+        elif isinstance(node, cst.FunctionDef):
+            table[node.name.value] = Symbol("function", f"{info.name}:{node.name.value}")
+        elif isinstance(node, cst.ClassDef):
+            table[node.name.value] = Symbol("class", f"{info.name}:{node.name.value}")
+        elif isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
+            for name in _assigned_names(node):
+                table.setdefault(name, Symbol("variable", f"{info.name}:{name}"))
 
     def _module_symbol(self, dotted: str) -> Symbol:
         if dotted == "nalarc":
@@ -225,21 +262,28 @@ class ModuleLoader:
             elif _module_file(self.root, f"{base}.{attr}" if base else attr) is not None:
                 info.symbols[bound] = Symbol("module", f"{base}.{attr}" if base else attr)
             elif _module_file(self.root, base) is not None:
-                info.symbols[bound] = Symbol("import", f"{base}:{attr}")
+                info.symbols[bound] = info.imported[bound] = Symbol("import", f"{base}:{attr}")
             else:
                 info.symbols[bound] = Symbol("external", f"{base}.{attr}")
 
     def _resolve_imports(self, info: ModuleInfo) -> None:
-        """Replace ``from local import x`` entries by what ``x`` is there."""
-        for name, symbol in list(info.symbols.items()):
-            seen: set[str] = set()
-            while symbol.kind == "import" and symbol.target not in seen:
-                seen.add(symbol.target)
-                module, _, attr = symbol.target.partition(":")
-                other = self.modules.get(module)
-                found = other.symbols.get(attr) if other else None
-                symbol = found if found is not None else Symbol("external", f"{module}.{attr}")
-            info.symbols[name] = symbol
+        resolve_imports(self.modules, info)
+
+
+def resolve_imports(modules: dict[str, ModuleInfo], info: ModuleInfo) -> None:
+    """Set each ``from local import x`` name to what ``x`` is in its module (following chains)."""
+    for name, written in info.imported.items():
+        symbol, seen = written, set[str]()
+        while symbol.kind == "import" and symbol.target not in seen:
+            seen.add(symbol.target)
+            module, _, attr = symbol.target.partition(":")
+            other = modules.get(module)
+            if other is None:
+                symbol = Symbol("external", f"{module}.{attr}")
+            else:
+                symbol = other.imported.get(attr) or other.symbols.get(attr) or Symbol("external", f"{module}.{attr}")
+        rebound = info.symbols[name].rebound or symbol.rebound
+        info.symbols[name] = dataclasses.replace(symbol, rebound=rebound)
 
 
 def _module_node(node: cst.Import | cst.ImportFrom, dotted: str) -> cst.CSTNode:
@@ -278,6 +322,73 @@ def _top_level_nodes(stmt: cst.CSTNode) -> list[cst.CSTNode]:
                     out += _top_level_nodes(inner)
         return out
     return []
+
+
+class _ModuleBindings(cst.CSTVisitor):
+    """How often each global name is bound: at module level, or by ``global`` in a function."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._depth = 0  # inside a function or class body
+
+    def _bind(self, names: list[str]) -> None:
+        if not self._depth:
+            self.counts.update(names)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._bind([node.name.value])
+        self._depth += 1
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._depth -= 1
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._bind([node.name.value])
+        self._depth += 1
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._depth -= 1
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self._depth += 1
+
+    def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        self._depth -= 1
+
+    def visit_Global(self, node: cst.Global) -> None:
+        # A function that declares the name global may rebind it at any time.
+        self.counts.update({n.name.value: 2 for n in node.names})
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> bool:
+        dotted = cst.helpers.get_full_name_for_node(node.name) or ""
+        self._bind([_bound_name(node) or dotted.partition(".")[0]])
+        return False  # its AsName is not another binding
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._bind(target_names(node.target))
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind(target_names(node.target))
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._bind(target_names(node.target))
+
+    def visit_For(self, node: cst.For) -> None:
+        self._bind(target_names(node.target))
+
+    def visit_AsName(self, node: cst.AsName) -> None:  # with ... as x, except E as x
+        if isinstance(node.name, cst.Name):
+            self._bind([node.name.value])
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._bind(target_names(node.target))
+
+
+def _binding_counts(tree: cst.Module) -> Counter[str]:
+    visitor = _ModuleBindings()
+    tree.visit(visitor)
+    return visitor.counts
 
 
 def _assigned_names(node: cst.Assign | cst.AnnAssign | cst.AugAssign) -> list[str]:

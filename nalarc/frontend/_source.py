@@ -56,8 +56,13 @@ def _syntax_error(source: SourceFile, exc: cst.ParserSyntaxError) -> CompileErro
         line = py.lineno or 1
         col = max(0, (py.offset or 1) - 1)
         return CompileError(str(source.path), line, col, f"syntax error: {py.msg}", source.line(line))
+    # Valid Python that LibCST's parser cannot take (it has limits CPython's has not).
     message = exc.message.splitlines()[0].rstrip(".")
-    return CompileError(str(source.path), exc.raw_line, exc.raw_column, f"syntax error: {message}", source.line(exc.raw_line))
+    return CompileError(
+        str(source.path), exc.raw_line, exc.raw_column,
+        f"valid Python that LibCST cannot parse ({message}); please report it to LibCST and nalarc",
+        source.line(exc.raw_line),
+    )
 
 
 def span_of(code_range: CodeRange) -> Span:

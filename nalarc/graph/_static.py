@@ -73,9 +73,7 @@ def _component_badges(comp: ComponentIR) -> tuple[str, ...]:
 
 def _method_functions(comp: ComponentIR, functions: dict[str, FunctionIR]) -> list[str]:
     """Functions implementing ``comp`` (its methods, or the tool itself)."""
-    if comp.kind == "tool":
-        return [comp.key] if comp.key in functions else []
-    return [f"{comp.key}.{name}" for name, _ in comp.methods if f"{comp.key}.{name}" in functions]
+    return [qualname for _, qualname in comp.implementations if qualname in functions]
 
 
 def _selected_functions(program: Program, workflow: str | None) -> list[FunctionIR]:

@@ -225,6 +225,9 @@ class FunctionIR(_Node):
     is_generator: bool = False
     #: Python calls it implicitly (dunder, property): it can never be async.
     implicit: bool = False
+    #: Decorators nalarc does not know: what they do with a coroutine is
+    #: unknown, so the function can never be async.
+    opaque_decorators: tuple[str, ...] = ()
     #: Becomes ``async def`` (set by async lowering).
     is_async: bool = False
     #: Synchronous code that may block on futures (runs in worker threads).
@@ -276,6 +279,9 @@ class ComponentIR(_Node):
     #: Which methods take ``**kwargs`` (any keyword is fine for them).
     open_kwargs: tuple[str, ...] = ()
     managed: tuple[str, ...] = ()
+    #: Method name (tools: the tool's name) -> qualname of the function that
+    #: implements it (an agent's inherited methods live in its base classes).
+    implementations: tuple[tuple[str, str], ...] = ()
     #: Set by state annotation.
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()

@@ -36,10 +36,14 @@ def run(program: Program, ctx: PassContext) -> Program:
 def _stages(program: Program, functions: dict[str, FunctionIR]) -> dict[str, int]:
     """Depth of each function: workflows 0, code a stage-k call runs: k."""
     graph = call_graph(program)
+    components = program.components()
     for fn in functions.values():
         for fut in fn.futures:
-            module, _, name = fut.component.partition(":")
-            target = f"{module}:{name}.{fut.method}" if fut.method else fut.component
+            comp = components.get(fut.component)
+            if comp is None:
+                continue
+            implementations = dict(comp.implementations)
+            target = implementations.get(fut.method or fut.component.partition(":")[2], "")
             if target in functions:
                 graph.add_edge(fn.qualname, target, component=True)
     depth: dict[str, int] = {}

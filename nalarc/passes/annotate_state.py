@@ -23,8 +23,11 @@ retry-safe when ``idempotent``; agents when their only state is managed state
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
+from .._cst import block_definitions
 from ..ir import EFFECT, ComponentIR, FutureNode, Program
 from ._context import PassContext
 
@@ -63,23 +66,31 @@ def _future(fut: FutureNode, components: dict[str, ComponentIR]) -> FutureNode:
 def _annotate(comp: ComponentIR, sources: dict[str, cst.Module]) -> ComponentIR:
     if comp.kind == "tool":
         return comp.with_changes(retry_safe=bool(comp.directive("idempotent")))
-    module_name, _, class_name = comp.key.partition(":")
-    tree = sources.get(module_name)
-    cls = _find_class(tree, class_name) if tree is not None else None
-    if cls is None:
+    bodies = {name: node for name, qualname in comp.implementations
+              if (node := _definition(sources, qualname)) is not None}
+    if not bodies:
         return comp
-    reads, writes, plain_writes = set(), set(), False
-    for item in cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ():
-        if not isinstance(item, cst.FunctionDef):
-            continue
-        visitor = _StateAccess(set(comp.managed), _self_name(item))
-        item.body.visit(visitor)
+    reads, writes, calls, plain_writes = set(), set(), dict[str, set[str]](), False
+    for name, node in bodies.items():
+        visitor = _StateAccess(set(comp.managed), _self_name(node))
+        node.body.visit(visitor)
+        calls[name] = visitor.self_calls
         if visitor.writes:
-            writes.add(item.name.value)
+            writes.add(name)
         elif visitor.reads:
-            reads.add(item.name.value)
-        if visitor.plain_writes and item.name.value != "__init__":
+            reads.add(name)
+        if visitor.plain_writes and name != "__init__":
             plain_writes = True
+    # A method that calls one of the instance's own methods does what that one does.
+    changed = True
+    while changed:
+        changed = False
+        for name, callees in calls.items():
+            for target, found in ((writes, callees & writes), (reads, callees & (reads | writes))):
+                if found and name not in target and name not in writes:
+                    target.add(name)
+                    changed = True
+    reads -= writes
     stateful = bool(comp.directive("stateful"))
     return comp.with_changes(
         reads=tuple(sorted(reads)),
@@ -88,11 +99,23 @@ def _annotate(comp: ComponentIR, sources: dict[str, cst.Module]) -> ComponentIR:
     )
 
 
-def _find_class(tree: cst.Module, name: str) -> cst.ClassDef | None:
-    for stmt in tree.body:
-        if isinstance(stmt, cst.ClassDef) and stmt.name.value == name:
-            return stmt
-    return None
+def _definition(sources: dict[str, cst.Module], qualname: str) -> cst.FunctionDef | None:
+    """The method ``module:Class.name`` (``#k``: the k-th definition of that name)."""
+    module, _, local = qualname.partition(":")
+    tree = sources.get(module)
+    if tree is None:
+        return None
+    body: Sequence[cst.CSTNode] = tree.body
+    found: cst.CSTNode | None = None
+    for part in local.split("."):
+        name, _, nth = part.partition("#")
+        matches = [n for n in block_definitions(body) if n.name.value == name]
+        index = int(nth) - 1 if nth else 0
+        if index >= len(matches):
+            return None
+        found = matches[index]
+        body = found.body.body if isinstance(found.body, cst.IndentedBlock) else ()
+    return found if isinstance(found, cst.FunctionDef) else None
 
 
 def _self_name(fn: cst.FunctionDef) -> str:
@@ -104,6 +127,8 @@ class _StateAccess(cst.CSTVisitor):
     def __init__(self, managed: set[str], self_name: str) -> None:
         self.managed, self.self_name = managed, self_name
         self.reads = self.writes = self.plain_writes = False
+        #: Names of ``self.<name>(...)`` calls.
+        self.self_calls: set[str] = set()
 
     def _managed_attr(self, node: cst.BaseExpression) -> bool:
         return (
@@ -124,6 +149,9 @@ class _StateAccess(cst.CSTVisitor):
         func = node.func
         if isinstance(func, cst.Attribute) and func.attr.value in _MUTATORS and self._managed_attr(func.value):
             self.writes = True
+        if self._is_self_attr(func):
+            assert isinstance(func, cst.Attribute)
+            self.self_calls.add(func.attr.value)
 
     def _store(self, target: cst.BaseExpression) -> None:
         base = target.value if isinstance(target, cst.Subscript) else target

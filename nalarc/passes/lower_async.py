@@ -1,8 +1,8 @@
 """Async lowering: decide which functions become ``async def``.
 
 Reads: each function's component calls, intrinsic and dynamic calls, its
-static callees, and whether Python calls it implicitly (dunders, properties)
-or it is a generator.
+static callees, and whether Python calls it implicitly (dunders, properties),
+it is a generator, or a decorator nalarc does not know wraps it.
 Writes: :attr:`FunctionIR.is_async`, :attr:`FunctionIR.in_scope`,
 :attr:`FunctionIR.is_region`; errors for component calls Python would make
 implicitly; fallback warnings for generators.
@@ -80,7 +80,9 @@ def run(program: Program, ctx: PassContext) -> Program:
 
 
 def _can_be_async(fn: FunctionIR) -> bool:
-    return not fn.implicit and not fn.is_generator
+    # A decorator nalarc does not know (functools.wraps wrappers, lru_cache,
+    # retry loops) would get a coroutine instead of a result.
+    return not fn.implicit and not fn.is_generator and not fn.opaque_decorators
 
 
 def _needs_async(fn: FunctionIR, in_scope: bool) -> bool:
@@ -102,6 +104,10 @@ def _report_region(fn: FunctionIR, program: Program, ctx: PassContext) -> None:
     elif fn.is_generator:
         ctx.warn(path, fn.span, f"generator {name} calls components: it runs in a worker thread, "
                  "waiting for each value (sequential here)")
+    elif fn.opaque_decorators:
+        decorators = ", ".join(f"@{d}" for d in fn.opaque_decorators)
+        ctx.warn(path, fn.span, f"{name} is decorated with {decorators}, which nalarc cannot see into: "
+                 "it stays synchronous and runs in a worker thread, waiting where it needs a value")
 
 
 def _path_of(fn: FunctionIR, program: Program) -> str:

@@ -71,8 +71,12 @@ def _needed(mat: MaterializeNode, fn: FunctionIR, maybe: set[str], functions: di
         return target is not None and target.is_async
     if source == "call:plain":
         return False
-    if source == "call:component":
+    if source in ("call:component", "handle-attribute"):
         return True
+    if source == "attribute":
+        # ``x.a`` where ``x`` may be an agent handle: a handle's data attribute is
+        # read on its instance, as a future (only in code that has futures).
+        return (fn.is_async or bool(fn.futures)) and bool(set(mat.names) & maybe)
     # subscripts, dynamic calls, and/or/if-else, displays: only where futures exist
     return fn.is_async or bool(fn.futures) or bool(maybe) or _reads_closures(fn, functions)
 

@@ -20,6 +20,7 @@ diagnostics must not depend on the terminal's width.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -278,8 +279,54 @@ def test_unresolvable_import(tmp_path: Path) -> None:
     )
     # The offending token is the module name, not the ``import`` keyword.
     line, col = locate(app, "import definitely_not_a_module_xyz", "definitely_not_a_module_xyz")
+    # A warning: it may well be installed where the app is served ...
     result = nalarc("build", str(app), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{app}:{line}:{col}: warning: cannot resolve import 'definitely_not_a_module_xyz'" in result.stderr
+    # ... and an error with --strict.
+    result = nalarc("build", str(app), "--strict", cwd=tmp_path)
     check_diagnostic(result, app, line, col, ("definitely_not_a_module_xyz",))
+
+
+def test_guarded_imports_of_missing_modules_build_silently(tmp_path: Path) -> None:
+    """How real code imports optional and platform modules: no warning, and the app runs."""
+    app = write_app(
+        tmp_path,
+        """
+        import os
+        import sys
+        import nalarc
+        try:
+            import orjson_is_not_here as fastjson
+        except ImportError:
+            fastjson = None
+        if sys.platform == "win32":
+            import winreg
+        if os.name == "nt":
+            from nt import _getfinalpathname
+
+
+        def windows_only():
+            import msvcrt
+            return msvcrt
+
+
+        @nalarc.tool
+        def echo(q):
+            return q
+
+
+        @nalarc.workflow
+        def main(q):
+            return [echo(q), fastjson is None]
+        """,
+    )
+    result = nalarc("build", str(app), "--strict", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ": warning:" not in result.stderr
+    done = nalarc("run", str(app), "--workflow", "main", "--input", '{"q": "x"}', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["x", True]
 
 
 def test_unknown_tool_directive(tmp_path: Path) -> None:
@@ -353,7 +400,13 @@ def test_agent_has_no_such_method(tmp_path: Path) -> None:
     )
     line, col = locate(app, "w.summarize(q)", "summarize")
     result = nalarc("build", str(app), cwd=tmp_path)
-    check_diagnostic(result, app, line, col, ("Writer", "summarize"))
+    assert result.returncode == 0, result.stderr
+    assert f"{app}:{line}:{col}: warning: agent 'Writer' has no method 'summarize'" in result.stderr
+    check_diagnostic(nalarc("build", str(app), "--strict", cwd=tmp_path), app, line, col, ("Writer", "summarize"))
+    # Valid Python: it fails when it runs, as plain Python does.
+    done = nalarc("run", str(app), "--workflow", "main", "--input", '{"q": "x"}', cwd=tmp_path)
+    assert done.returncode == 1
+    assert "AttributeError" in done.stderr and "summarize" in done.stderr
 
 
 def test_nonexistent_app_file(tmp_path: Path) -> None:

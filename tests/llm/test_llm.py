@@ -104,7 +104,9 @@ def test_chat_talks_to_an_openai_compatible_endpoint(monkeypatch: pytest.MonkeyP
 def test_chat_batch_is_one_slot_and_as_long_as_its_longest_reply() -> None:
     from nalarc.llm import chat_batch, simulate
 
-    simulate("batch-test", max_batch=1, prefill_s_per_token=0.0, decode_s_per_token=0.05,
+    # 2 tokens of 2 s: 20 ms of real time at the tests' time scale (200x), well above the
+    # scheduling noise of a loaded machine (at 0.05 s per token this was flaky).
+    simulate("batch-test", max_batch=1, prefill_s_per_token=0.0, decode_s_per_token=2.0,
              output_median_tokens=2, output_sigma=0.0, batch_slowdown=0.0)
     conversations = [[{"role": "user", "content": f"task {i}"}] for i in range(4)]
     started = time.perf_counter()
