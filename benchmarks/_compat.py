@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from nalarc._build import CompileErrors, build
+from nalarc._build import CompileErrors, _deep_recursion, build
 from nalarc._errors import CompileError
 from nalarc.codegen import emit_module
 from nalarc.frontend import find_package, lower_program
@@ -267,6 +267,11 @@ def compile_alone(root: Path, name: str, path: Path) -> None:
 
     Raises what the build would raise.
     """
+    with _deep_recursion():  # as build() does: LibCST recurses into long implicit concatenations
+        _compile_alone(root, name, path)
+
+
+def _compile_alone(root: Path, name: str, path: Path) -> None:
     modules = _AloneLoader(root, ((name, path),)).load()
     program = lower_program(modules, name)
     ctx = PassContext(strict=False, diagnostics=list(program.diagnostics))

@@ -42,20 +42,15 @@ from nalarc.frontend import find_package
 
 PYPI = {sdist.project: sdist for sdist in harness.PYPI}
 
-REDEFINED = "a function bound twice in one scope (@property + @x.setter, a def in both branches of an if) crashes"
+NESTED_REDEFINED = ("a nested function defined twice in one function body (`def key` in each branch of an "
+                    "`if` inside a function) crashes")
 ASYNC_DEF = "`async def` in plain (component-free) code is rejected"
-UNRESOLVED = ("an import that cannot be resolved where the build runs (`if PY2: import StringIO`, "
-              "`if sys.version_info >= (3, 14): import annotationlib`, a dependency that is not installed) is an error")
 
 #: Why a package does not build yet, and the exceptions that says so.
 KNOWN: dict[str, tuple[tuple[str, ...], tuple[type[BaseException], ...]]] = {
-    "attrs": ((UNRESOLVED, REDEFINED), (CompileError, NalarcInternalError)),
-    "packaging": ((REDEFINED,), (NalarcInternalError,)),
-    "toolz": ((REDEFINED,), (NalarcInternalError,)),
-    # `import six` (six is not installed here), then @property + setter
-    "python-dateutil": ((UNRESOLVED, REDEFINED), (CompileError, NalarcInternalError)),
-    "six": ((UNRESOLVED,), (CompileError,)),
-    "jinja2": ((UNRESOLVED, ASYNC_DEF, REDEFINED), (CompileError, NalarcInternalError)),  # markupsafe not installed
+    "attrs": ((NESTED_REDEFINED,), (NalarcInternalError,)),  # attr.converters.default_if_none
+    "toolz": ((NESTED_REDEFINED,), (NalarcInternalError,)),  # toolz.functoolz.memoize
+    "jinja2": ((ASYNC_DEF, NESTED_REDEFINED), (CompileError, NalarcInternalError)),
 }
 
 #: Where pip's error says the network, not the package, is the problem.

@@ -30,26 +30,23 @@ from nalarc.frontend import find_package
 STDLIB: Path = harness.STDLIB
 
 # Bug classes (see the report of issue 11 for a minimal reproduction of each).
-REDEFINED = ("a function bound twice in one scope (@property + @x.setter, typing.overload, "
-             "a def in both branches of an if) crashes: \"function ... is defined twice\"")
+NESTED_REDEFINED = ("a nested function defined twice in one function body (`def key` in each branch of an "
+                    "`if` inside a function) crashes: \"function ... is defined twice\"")
 ASYNC_DEF = "`async def` in plain (component-free) code is rejected"
-UNRESOLVED = ("an import that cannot be resolved on this platform (Windows/macOS/Jython-only modules, "
-              "`__main__`) is an error even under `if sys.platform == ...`, inside a function or a try")
-RECURSION = "RecursionError on a huge literal (pydoc_data/topics.py: one dict of long strings)"
 LIBCST_EXCEPT = ("LibCST drops the space in `except X :` when it parses (LibCST issue #1457), so the "
                  "module comes out changed")
 
 
-def known(name: str, reasons: tuple[str, ...], raises: tuple[type[BaseException], ...]) -> object:
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="; ".join(reasons), raises=raises), id=name)
+def known(name: str, reason: str, raises: type[BaseException]) -> object:
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason, raises=raises), id=name)
 
 
-def redefined(name: str) -> object:
-    return known(name, (REDEFINED,), (NalarcInternalError,))
+def nested_redefined(name: str) -> object:
+    return known(name, NESTED_REDEFINED, NalarcInternalError)
 
 
-def unresolved(name: str) -> object:
-    return known(name, (UNRESOLVED,), (CompileError,))
+def async_def(name: str) -> object:
+    return known(name, ASYNC_DEF, CompileError)
 
 
 #: Top-level modules, and packages (a name with a dot is a subpackage).
@@ -57,28 +54,23 @@ SAMPLE = [
     "abc", "argparse", "ast", "base64", "bisect", "calendar", "codecs", "copy", "dataclasses", "datetime",
     "decimal", "difflib", "dis", "enum", "fnmatch", "fractions", "getopt", "gettext", "glob", "heapq", "hmac",
     "ipaddress", "keyword", "linecache", "locale", "numbers", "pathlib", "pickle", "pprint", "queue", "random",
-    "reprlib", "selectors", "shlex", "socket", "statistics", "string", "tempfile", "textwrap", "tokenize",
-    "traceback", "typing", "uuid", "warnings",
-    # `import __main__` inside a function: resolvable only when __main__ has a spec (under pytest, not under
-    # the `nalarc` console script), see UNRESOLVED
-    "bdb",
+    "reprlib", "selectors", "shlex", "socket", "statistics", "string", "textwrap", "tokenize",
+    "traceback", "typing", "uuid", "warnings", "bdb",
+    # redefinitions (@property + @x.setter, typing.overload, a def in both branches of an if)
+    "configparser", "csv", "tarfile", "threading", "weakref", "zipfile",
+    # imports only some platforms have (winreg, nt, _winapi, msvcrt, java.lang), guarded by a check
+    "os", "platform", "subprocess",
+    # a huge implicitly concatenated string (LibCST recurses)
+    "pydoc_data",
     # packages, built in place
-    "collections", "concurrent", "email", "html", "http", "json", "re", "zoneinfo",
+    "collections", "concurrent", "email", "json", "logging", "multiprocessing", "re", "urllib",
     # known failures
-    redefined("configparser"), redefined("csv"), redefined("functools"), redefined("inspect"),
-    redefined("operator"), redefined("tarfile"), redefined("threading"), redefined("weakref"),
-    redefined("zipfile"), redefined("logging"), redefined("xml.etree"),
-    known("importlib", (REDEFINED, UNRESOLVED), (NalarcInternalError, CompileError)),
-    known("multiprocessing", (REDEFINED, UNRESOLVED), (NalarcInternalError, CompileError)),
-    known("urllib", (REDEFINED, UNRESOLVED), (NalarcInternalError, CompileError)),
-    unresolved("os"), unresolved("shutil"), unresolved("platform"), unresolved("subprocess"), unresolved("_pyio"),
-    known("contextlib", (ASYNC_DEF,), (CompileError,)),
-    known("types", (ASYNC_DEF,), (CompileError,)),
-    known("_collections_abc", (ASYNC_DEF,), (CompileError,)),
-    known("asyncio", (REDEFINED, ASYNC_DEF, UNRESOLVED), (NalarcInternalError, CompileError)),
-    known("unittest", (ASYNC_DEF,), (CompileError,)),
-    known("pydoc_data", (RECURSION,), (RecursionError,)),
-    known("webbrowser", (LIBCST_EXCEPT,), (AssertionError,)),
+    nested_redefined("functools"), nested_redefined("inspect"), nested_redefined("operator"),
+    nested_redefined("shutil"), nested_redefined("tempfile"), nested_redefined("_pyio"),
+    nested_redefined("importlib"), nested_redefined("xml.etree"),
+    async_def("contextlib"), async_def("types"), async_def("_collections_abc"), async_def("asyncio"),
+    async_def("unittest"),
+    known("webbrowser", LIBCST_EXCEPT, AssertionError),
 ]
 #: Modules the sample must include (the hard cases of issue 11).
 HARD = {"functools", "inspect", "logging", "threading", "configparser", "csv", "operator", "typing",
