@@ -21,6 +21,7 @@ import sys
 import sysconfig
 import tarfile
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,9 @@ def _excluded_dirs(unit: Unit, with_tests: bool) -> set[Path]:
 def not_valid_python(path: Path) -> str | None:
     """Why CPython would not import ``path`` (a deliberate syntax error in test data), or None."""
     try:
-        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings of valid test code: not our business
+            compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
