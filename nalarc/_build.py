@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 from ._errors import CompileError
 from ._version import __version__
 from .codegen import emit_module
-from .frontend import load_modules, lower_program
+from .frontend import ModuleInfo, Package, find_package, is_package, load_modules, load_package, lower_program
 from .ir import Diagnostic, Program
 from .ir._json import dumps
 from .passes import PassContext, run_pipeline
@@ -70,7 +71,9 @@ def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]
 
 
 def default_build_dir(app_path: Path) -> Path:
-    return Path(".nalarc") / "build" / app_path.stem
+    """``.nalarc/build/<app>``; for a package, its dotted name (``pkg``, ``pkg.sub``)."""
+    name = find_package(app_path).name if is_package(app_path) else app_path.stem
+    return Path(".nalarc") / "build" / name
 
 
 def _diagnostic_error(d: Diagnostic) -> CompileError:
@@ -97,6 +100,12 @@ class CompileErrors(CompileError):
 def build(app_path: Path, out_dir: Path | None = None, *, strict: bool = False) -> BuildResult:
     """Compile ``app_path`` and the local modules it imports into ``out_dir``.
 
+    ``app_path`` is an app file, or a package directory (one with
+    ``__init__.py``): then every module of the package, subpackages included,
+    is compiled in place (imports resolve against the directory containing
+    the top-level package, so relative imports work) and the build directory
+    gets the same tree, the package's other files copied as they are.
+
     Raises:
         CompileError: the app has errors (or, with ``strict``, fallbacks).
     """
@@ -118,8 +127,9 @@ def _deep_recursion(limit: int = 100_000) -> Iterator[None]:
 
 def _build(app_path: Path, out_dir: Path | None, strict: bool) -> BuildResult:
     started = time.perf_counter()
-    modules = load_modules(app_path)
-    program = lower_program(modules, app_path.stem)
+    source = _Source.of(app_path)
+    modules = source.load()
+    program = lower_program(modules, source.app)
     ctx = PassContext(strict=strict, diagnostics=list(program.diagnostics))
     program = run_pipeline(program, ctx, {name: info.tree for name, info in modules.items()})
     program = program.with_changes(diagnostics=tuple(ctx.diagnostics))
@@ -127,25 +137,68 @@ def _build(app_path: Path, out_dir: Path | None, strict: bool) -> BuildResult:
     if fatal:
         raise CompileErrors([_diagnostic_error(d) for d in fatal])
     out = Path(out_dir) if out_dir is not None else default_build_dir(app_path)
+    data = source.data_files(out, modules)
     out.mkdir(parents=True, exist_ok=True)
-    root = app_path.resolve().parent
+    root = source.root
     for module in program.modules:
         info = modules[module.name]
         target = out / info.source.path.resolve().relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(emit_module(info.wrapper, module, program), encoding="utf-8")
+    for file in data:
+        target = out / file.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
     (out / "ir.json").write_text(dumps(program), encoding="utf-8")
     manifest = {
         "nalarc": __version__,
-        "app": app_path.stem,
+        "app": source.app,
         "source": str(app_path.resolve()),
         "modules": sorted(modules),
-        "workflows": list(_workflows(program, app_path.stem)),
+        "workflows": list(_workflows(program, source.app)),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     lines = sum(info.source.text.count("\n") + 1 for info in modules.values())
     warnings = tuple(d for d in ctx.diagnostics if d.severity == "warning")
-    return BuildResult(out, app_path.stem, program, warnings, time.perf_counter() - started, lines)
+    return BuildResult(out, source.app, program, warnings, time.perf_counter() - started, lines)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What ``nalarc build`` was given: one app file, or a package built in place."""
+
+    #: The directory imports resolve against; the build directory mirrors it.
+    root: Path
+    #: Dotted name of the app module (or of the package).
+    app: str
+    app_path: Path
+    package: Package | None = None
+
+    @classmethod
+    def of(cls, app_path: Path) -> _Source:
+        if app_path.is_dir():
+            package = find_package(app_path)
+            return cls(package.root, package.name, app_path, package)
+        return cls(app_path.resolve().parent, app_path.stem, app_path)
+
+    def load(self) -> dict[str, ModuleInfo]:
+        return load_package(self.package) if self.package is not None else load_modules(self.app_path)
+
+    def data_files(self, out: Path, modules: dict[str, ModuleInfo]) -> list[Path]:
+        """A package's files that are not compiled modules (data, templates, ``py.typed``).
+
+        Byte-code caches are left out, and so is the build directory itself
+        when it lies inside the package.
+        """
+        if self.package is None:
+            return []
+        compiled = {info.source.path.resolve() for info in modules.values()}
+        base, out = self.app_path.resolve(), out.resolve()
+        return sorted(
+            file for file in base.rglob("*")
+            if file.is_file() and file.resolve() not in compiled and file.suffix != ".pyc"
+            and "__pycache__" not in file.relative_to(base).parts and not file.is_relative_to(out)
+        )
 
 
 def _workflows(program: Program, app: str) -> tuple[str, ...]:

@@ -50,12 +50,17 @@ def _fail(error: BaseException) -> typer.Exit:
 
 @app.command()
 def build(
-    app_file: Annotated[Path, typer.Argument(metavar="APP.py", help="The app to compile.")],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Build directory (default .nalarc/build/<app>).")] = None,
+    app_file: Annotated[Path, typer.Argument(metavar="APP.py|PKG/", help="The app to compile, or a package directory to compile in place.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Build directory (default .nalarc/build/<app or package>).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Every fallback to sequential semantics is an error.")] = False,
     ir: Annotated[bool, typer.Option("--ir", help="Also print the IR as text.")] = False,
 ) -> None:
-    """Compile APP.py (and the local modules it imports) into a build directory."""
+    """Compile APP.py (and the local modules it imports) into a build directory.
+
+    Given a package directory PKG/ (one with __init__.py), compile every module
+    of the package in place: imports resolve against the directory containing
+    the top-level package, and the build directory gets the same tree.
+    """
     from .._build import build as do_build
     from ..ir.pprint import format_program
 

@@ -146,16 +146,20 @@ def _external_exists(dotted: str) -> bool:
 
 
 class ModuleLoader:
-    """Loads the app module and, transitively, the local modules it imports."""
+    """Loads the entry modules and, transitively, the local modules they import.
 
-    def __init__(self, app_path: Path) -> None:
-        self.root = app_path.resolve().parent
-        self.app_name = app_path.stem
+    ``root`` is the directory imports resolve against: an app's own directory,
+    or, for a package built in place, the directory containing its top-level
+    package.  ``entries`` are ``(dotted name, file)`` pairs under ``root``.
+    """
+
+    def __init__(self, root: Path, entries: tuple[tuple[str, Path], ...]) -> None:
+        self.root = root.resolve()
+        self.entries = [(name, path.resolve()) for name, path in entries]
         self.modules: dict[str, ModuleInfo] = {}
-        self._app_path = app_path.resolve()
 
     def load(self) -> dict[str, ModuleInfo]:
-        queue: deque[tuple[str, Path]] = deque([(self.app_name, self._app_path)])
+        queue: deque[tuple[str, Path]] = deque(self.entries)
         while queue:
             name, path = queue.popleft()
             if name in self.modules:
@@ -415,4 +419,4 @@ def load_modules(app_path: Path) -> dict[str, ModuleInfo]:
     """Parse the app and its local modules; raise :class:`CompileError` on bad input."""
     if not app_path.is_file():
         raise CompileError(str(app_path), 1, 0, "no such file")
-    return ModuleLoader(app_path).load()
+    return ModuleLoader(app_path.resolve().parent, ((app_path.stem, app_path),)).load()
