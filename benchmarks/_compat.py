@@ -283,7 +283,7 @@ def _compile_alone(root: Path, name: str, path: Path) -> None:
     if fatal:
         raise CompileErrors([CompileError(d.path, d.span[0], d.span[1], d.message) for d in fatal])
     for module in program.modules:
-        emit_module(modules[module.name].wrapper, module, program)
+        emit_module(modules[module.name].wrapper, module, program, modules[module.name].source.text)
 
 
 # --- PyPI -----------------------------------------------------------------------

@@ -14,7 +14,16 @@ from pathlib import Path
 from ._errors import CompileError
 from ._version import __version__
 from .codegen import emit_module
-from .frontend import ModuleInfo, Package, find_package, is_package, load_modules, load_package, lower_program
+from .frontend import (
+    ModuleInfo,
+    Package,
+    find_package,
+    is_package,
+    load_modules,
+    load_package,
+    lower_program,
+    write_source,
+)
 from .ir import Diagnostic, Program
 from .ir._json import dumps
 from .passes import PassContext, run_pipeline
@@ -144,7 +153,7 @@ def _build(app_path: Path, out_dir: Path | None, strict: bool) -> BuildResult:
         info = modules[module.name]
         target = out / info.source.path.resolve().relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(emit_module(info.wrapper, module, program), encoding="utf-8")
+        write_source(target, emit_module(info.wrapper, module, program, info.source.text), info.source.encoding)
     for file in data:
         target = out / file.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -786,6 +786,10 @@ def _is_docstring_or_future(stmt: cst.BaseStatement) -> bool:
     return isinstance(small, cst.ImportFrom) and isinstance(small.module, cst.Name) and small.module.value == "__future__"
 
 
-def emit_module(wrapper: MetadataWrapper, module: ModuleIR, program: Program) -> str:
-    """The generated source of one module."""
-    return wrapper.visit(Emitter(module, program)).code
+def emit_module(wrapper: MetadataWrapper, module: ModuleIR, program: Program, source: str) -> str:
+    """The generated source of one module: ``source`` itself when nothing in it is rewritten
+    (LibCST's round trip is not always exact: ``except X :`` loses its space, LibCST #1457)."""
+    emitted = wrapper.visit(Emitter(module, program))
+    if emitted.deep_equals(wrapper.module):
+        return source
+    return emitted.code

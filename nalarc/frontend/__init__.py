@@ -9,5 +9,6 @@ from ._packages import Package as Package
 from ._packages import find_package as find_package
 from ._packages import is_package as is_package
 from ._packages import load_package as load_package
+from ._source import write_source as write_source
 
-__all__ = ["ModuleInfo", "Package", "find_package", "is_package", "load_modules", "load_package", "lower_program"]
+__all__ = ["ModuleInfo", "Package", "find_package", "is_package", "load_modules", "load_package", "lower_program", "write_source"]

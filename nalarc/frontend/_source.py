@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,9 @@ class SourceFile:
 
     name: str
     path: Path
+    #: The file's text exactly (line endings kept), decoded as its PEP 263 coding line says.
     text: str
+    encoding: str = "utf-8"
 
     def line(self, number: int) -> str:
         lines = self.text.splitlines()
@@ -32,12 +36,26 @@ class SourceFile:
 
 def read_source(name: str, path: Path) -> SourceFile:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CompileError(str(path), 1, 0, f"not UTF-8 text: {exc.reason}") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise CompileError(str(path), 1, 0, f"cannot read the file: {exc.strerror}") from None
-    return SourceFile(name, path, text)
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:  # an unknown coding name, or a BOM that contradicts it
+        raise CompileError(str(path), 1, 0, f"bad source encoding: {exc}") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise CompileError(str(path), 1, 0, f"not {encoding} text: {exc.reason}") from None
+    if text.startswith("\ufeff"):  # utf-8-sig strips it; the encoding puts it back when writing
+        text = text[1:]
+    return SourceFile(name, path, text, encoding)
+
+
+def write_source(path: Path, text: str, encoding: str) -> None:
+    """Write generated source as the original was: same encoding, line endings untouched."""
+    with path.open("w", encoding=encoding, newline="") as file:
+        file.write(text)
 
 
 def parse(source: SourceFile) -> cst.Module:

@@ -37,21 +37,12 @@ import pytest
 from compat_support import harness
 
 from nalarc._build import BuildResult, build
-from nalarc._errors import CompileError, NalarcInternalError
 from nalarc.frontend import find_package
 
 PYPI = {sdist.project: sdist for sdist in harness.PYPI}
 
-NESTED_REDEFINED = ("a nested function defined twice in one function body (`def key` in each branch of an "
-                    "`if` inside a function) crashes")
-ASYNC_DEF = "`async def` in plain (component-free) code is rejected"
-
-#: Why a package does not build yet, and the exceptions that says so.
-KNOWN: dict[str, tuple[tuple[str, ...], tuple[type[BaseException], ...]]] = {
-    "attrs": ((NESTED_REDEFINED,), (NalarcInternalError,)),  # attr.converters.default_if_none
-    "toolz": ((NESTED_REDEFINED,), (NalarcInternalError,)),  # toolz.functoolz.memoize
-    "jinja2": ((ASYNC_DEF, NESTED_REDEFINED), (CompileError, NalarcInternalError)),
-}
+#: Why a package does not build yet, and the exceptions that says so (none today).
+KNOWN: dict[str, tuple[tuple[str, ...], tuple[type[BaseException], ...]]] = {}
 
 #: Where pip's error says the network, not the package, is the problem.
 NETWORK_TROUBLE = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",

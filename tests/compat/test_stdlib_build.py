@@ -10,7 +10,7 @@ source: the compiler has nothing to rewrite.
 
 The whole standard library is swept by ``benchmarks/build_compat.py``; this
 sample is what CI runs.  Modules that do not build yet because of known
-compiler bugs are strict xfails naming the bug class: when a fix lands the
+compiler bugs would be strict xfails naming the bug class (none today): when a fix lands the
 case goes red (XPASS) and its marker must be removed.
 """
 
@@ -24,30 +24,9 @@ import pytest
 from compat_support import harness
 
 from nalarc._build import build
-from nalarc._errors import CompileError, NalarcInternalError
 from nalarc.frontend import find_package
 
 STDLIB: Path = harness.STDLIB
-
-# Bug classes (see the report of issue 11 for a minimal reproduction of each).
-NESTED_REDEFINED = ("a nested function defined twice in one function body (`def key` in each branch of an "
-                    "`if` inside a function) crashes: \"function ... is defined twice\"")
-ASYNC_DEF = "`async def` in plain (component-free) code is rejected"
-LIBCST_EXCEPT = ("LibCST drops the space in `except X :` when it parses (LibCST issue #1457), so the "
-                 "module comes out changed")
-
-
-def known(name: str, reason: str, raises: type[BaseException]) -> object:
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason, raises=raises), id=name)
-
-
-def nested_redefined(name: str) -> object:
-    return known(name, NESTED_REDEFINED, NalarcInternalError)
-
-
-def async_def(name: str) -> object:
-    return known(name, ASYNC_DEF, CompileError)
-
 
 #: Top-level modules, and packages (a name with a dot is a subpackage).
 SAMPLE = [
@@ -64,13 +43,12 @@ SAMPLE = [
     "pydoc_data",
     # packages, built in place
     "collections", "concurrent", "email", "json", "logging", "multiprocessing", "re", "urllib",
-    # known failures
-    nested_redefined("functools"), nested_redefined("inspect"), nested_redefined("operator"),
-    nested_redefined("shutil"), nested_redefined("tempfile"), nested_redefined("_pyio"),
-    nested_redefined("importlib"), nested_redefined("xml.etree"),
-    async_def("contextlib"), async_def("types"), async_def("_collections_abc"), async_def("asyncio"),
-    async_def("unittest"),
-    known("webbrowser", LIBCST_EXCEPT, AssertionError),
+    # once known failures: a nested function defined twice in one body; async def
+    "functools", "inspect", "operator", "shutil", "tempfile", "_pyio", "importlib", "xml.etree",
+    "contextlib", "types", "_collections_abc", "asyncio", "unittest",
+    # LibCST drops the space in ``except X :`` (LibCST #1457): a module with nothing to
+    # rewrite is written back as its own text
+    "webbrowser",
 ]
 #: Modules the sample must include (the hard cases of issue 11).
 HARD = {"functools", "inspect", "logging", "threading", "configparser", "csv", "operator", "typing",

@@ -347,3 +347,20 @@ def test_a_very_deep_expression_builds_unchanged(tmp_path: Path) -> None:
     app.write_text(source, encoding="utf-8")
     result = build(app, tmp_path / "build")
     assert (result.out_dir / "topics.py").read_text(encoding="utf-8") == source
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("latin1", "# -*- coding: latin-1 -*-\nNAME = 'caf\xe9'\n".encode("latin-1")),
+        ("crlf", b"def f():\r\n    return 1\r\n"),
+        ("bom", b"\xef\xbb\xbfX = 1\n"),
+        ("libcst-except-space", b"try:\n    pass\nexcept ValueError :\n    pass\n"),
+    ],
+)
+def test_modules_with_nothing_to_rewrite_come_out_byte_identical(name: str, data: bytes, tmp_path: Path) -> None:
+    """Encodings (PEP 263), line endings, a BOM, and what LibCST's round trip would change."""
+    app = tmp_path / f"{name.replace('-', '_')}.py"
+    app.write_bytes(data)
+    result = build(app, tmp_path / "build")
+    assert (result.out_dir / app.name).read_bytes() == data
