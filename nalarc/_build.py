@@ -153,7 +153,8 @@ def _build(app_path: Path, out_dir: Path | None, strict: bool) -> BuildResult:
         info = modules[module.name]
         target = out / info.source.path.resolve().relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_source(target, emit_module(info.wrapper, module, program, info.source.text), info.source.encoding)
+        text = info.source.text if info.verbatim else emit_module(info.wrapper, module, program, info.source.text)
+        write_source(target, text, info.source.encoding)
     for file in data:
         target = out / file.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .._errors import CompileError
 from ..ir import Diagnostic
-from ._source import SourceFile, parse, read_source, span_of
+from ._source import SourceFile, parse_or_copy, read_source, span_of
 
 SymbolKind = Literal[
     "tool", "agent", "workflow", "function", "class", "module", "external", "nalarc", "variable", "import"
@@ -62,6 +62,8 @@ class ModuleInfo:
     symbols: dict[str, Symbol] = field(default_factory=dict)
     #: Fallbacks found while loading (unresolvable imports).
     warnings: list[Diagnostic] = field(default_factory=list)
+    #: LibCST could not parse it (valid Python without nalarc): written back as it is.
+    verbatim: bool = False
     #: ``from local import x`` as written (``import`` symbols), so the names
     #: can be resolved again once discovery knows which are components.
     imported: dict[str, Symbol] = field(default_factory=dict)
@@ -165,7 +167,12 @@ class ModuleLoader:
             if name in self.modules:
                 continue
             source = read_source(name, path)
-            info = ModuleInfo(source, MetadataWrapper(parse(source), unsafe_skip_copy=True))
+            tree, why = parse_or_copy(source)
+            info = ModuleInfo(source, MetadataWrapper(tree, unsafe_skip_copy=True))
+            if why is not None:
+                info.verbatim = True
+                info.warnings.append(Diagnostic("warning", str(path), (1, 0, 1, 0), f"{why}: the module is copied "
+                                                "unchanged (it imports no nalarc, so it declares no component)"))
             self.modules[name] = info
             for dotted in self._local_imports(info):
                 file = _module_file(self.root, dotted)

@@ -66,6 +66,27 @@ def parse(source: SourceFile) -> cst.Module:
         raise _syntax_error(source, exc) from None
 
 
+def parse_or_copy(source: SourceFile) -> tuple[cst.Module, str | None]:
+    """Parse with LibCST; for valid Python LibCST cannot parse that never imports nalarc
+    (so declares no component), an empty tree and why: the module is copied unchanged."""
+    try:
+        return cst.parse_module(source.text), None
+    except cst.ParserSyntaxError as exc:
+        error = _syntax_error(source, exc)
+        if error.message.startswith("syntax error") or _imports_nalarc(source):
+            raise error from None
+        return cst.parse_module(""), error.message
+
+
+def _imports_nalarc(source: SourceFile) -> bool:
+    for node in ast.walk(ast.parse(source.text)):
+        if isinstance(node, ast.Import) and any(a.name.partition(".")[0] == "nalarc" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").partition(".")[0] == "nalarc":
+            return True
+    return False
+
+
 def _syntax_error(source: SourceFile, exc: cst.ParserSyntaxError) -> CompileError:
     """Where and why, as CPython says it (its positions are exact); LibCST's otherwise."""
     try:

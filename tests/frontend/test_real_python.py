@@ -364,3 +364,21 @@ def test_modules_with_nothing_to_rewrite_come_out_byte_identical(name: str, data
     app.write_bytes(data)
     result = build(app, tmp_path / "build")
     assert (result.out_dir / app.name).read_bytes() == data
+
+
+def test_valid_python_libcst_cannot_parse_is_copied_unchanged(tmp_path: Path) -> None:
+    """``(x): int = 1`` is valid Python LibCST rejects; a local module without nalarc still builds."""
+    helper = b"def f():\n    (x): int = 1\n    return 2\n"
+    (tmp_path / "oddsyntax.py").write_bytes(helper)
+    (tmp_path / "app.py").write_text(
+        "import nalarc\nimport oddsyntax\n\n@nalarc.tool\ndef t(x):\n    return x\n\n"
+        "@nalarc.workflow\ndef main():\n    return [t(1), oddsyntax.f()]\n"
+    )
+    result = build(tmp_path / "app.py", tmp_path / "build")
+    assert (result.out_dir / "oddsyntax.py").read_bytes() == helper
+    assert any("LibCST cannot parse" in w.message and w.path.endswith("oddsyntax.py") for w in result.warnings)
+    runner = InProcessRunner(load_app(result.out_dir))
+    try:
+        assert runner.run("main", {}, "s") == [1, 2]
+    finally:
+        runner.close()
