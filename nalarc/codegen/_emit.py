@@ -203,6 +203,12 @@ class Emitter(cst.CSTTransformer):
         self.region_exprs: list[bool] = []
         #: Expressions inside a blocking-form expression that run in the enclosing scope.
         self.islands: dict[int, int] = {}
+        #: Names of functions compiled to ``async def`` from plain ``def`` (their calls
+        #: at module level run through ``run_sync``).
+        self.async_names = {
+            q.partition(":")[2].partition("#")[0] for q, f in self.all_functions.items()
+            if f.is_async and not f.written_async and "." not in q.partition(":")[2]
+        }
         #: ``sync_depth`` of each enclosing scope, restored when a function body ends.
         self._saved_sync: list[int] = []
         #: Asynchronous generator expressions kept asynchronous (ids of the original nodes).
@@ -387,6 +393,11 @@ class Emitter(cst.CSTTransformer):
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> Expr:
         mode = self.mode
+        if mode == "plain" and len(self.scopes) == 1 and self._may_be_compiled(updated.func):
+            # Module-level code (it runs at import, with no event loop) calling what
+            # the compiler made async: run it to its value, as Python would.
+            args, kwargs = pack_args(updated.args)
+            return rt_call("run_sync", updated.func, args, kwargs)
         if mode == "plain":
             return updated
         span = self.pos(original)
@@ -444,6 +455,9 @@ class Emitter(cst.CSTTransformer):
         """A call of a compiled function written ``async def``: it only makes a coroutine."""
         target = self.all_functions.get(call.target or "")
         return target is not None and target.is_async and target.written_async
+
+    def _may_be_compiled(self, func: cst.BaseExpression) -> bool:
+        return isinstance(func, cst.Name) and func.value in self.async_names
 
     # -- statements ----------------------------------------------------------
 

@@ -81,6 +81,7 @@ __all__ = [
     "local",
     "push_try",
     "region_iter",
+    "run_sync",
     "session_id",
     "exit_try",
     "iterate",
@@ -1644,3 +1645,4 @@ from ._rt_async import (  # noqa: E402
     native_agen as native_agen,
     run_in_frame as run_in_frame,
 )
+from ._import_time import run_sync as run_sync  # noqa: E402

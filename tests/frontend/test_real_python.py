@@ -299,6 +299,23 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                     stream = replies(xs[len(out) + 1:], log)
             return {"out": out, "log": log}  # the last stream closes when main returns
         """, {"xs": [1, 2, 3, 4, 5]}),
+    "module-level-calls-of-compiled-helpers": ("""
+        import nalarc
+
+        @nalarc.tool
+        def search(q):
+            return q.upper()
+
+        def join(parts):
+            return " + ".join(parts)
+
+        @nalarc.workflow
+        def main(topic):
+            return [join([search(topic), "!"]), BANNER, LOUD]
+
+        BANNER = join(["a", "b"])          # at import: join is async once compiled
+        LOUD = join([search("x"), "y"])    # and a tool call at import runs as a plain call
+        """, {"topic": "t"}),
 }
 
 
