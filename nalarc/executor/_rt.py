@@ -973,6 +973,9 @@ async def dyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         blocking = ASYNCIO_BLOCKING.get(fn)
         if blocking is not None:
             return await blocking(*args, **kwargs)  # asyncio.run(main)
+    step = agen_step(fn)
+    if step is not None:
+        return step(*await md(args), **await md(kwargs))  # agen.asend(x): native, like anext(agen)
     unserved = _unserved_agent_method(fn)
     if unserved is not None:
         agent_handle = AgentHandle(type(fn.__self__), unserved)
@@ -1554,6 +1557,7 @@ from ._rt_async import (  # noqa: E402
     COROUTINE,
     acm_enter as acm_enter,
     acm_exit as acm_exit,
+    agen_step,
     aiter_async as aiter_async,
     aw as aw,
     await_flag,

@@ -501,10 +501,63 @@ async def run(main: Any, *, debug: bool | None = None) -> Any:
     return await aw(main)
 
 
+# --------------------------------------------------------------------------
+# Stepping a compiled async generator by hand: anext(), asend(), athrow(), aclose()
+# --------------------------------------------------------------------------
+
+_NO_DEFAULT: Final = object()
+#: The methods of an async generator that return an awaitable running its body.
+_AGEN_STEPS: Final = frozenset({"__anext__", "asend", "athrow", "aclose"})
+
+
+def anext_(iterator: Any, default: Any = _NO_DEFAULT, /) -> Any:
+    """``anext(it[, default])`` in compiled code.
+
+    For a compiled async generator the awaitable ``anext`` makes runs the
+    generator's body, which is trio code: it must be awaited natively, never
+    handed to the asyncio loop as a foreign awaitable (builtins' ``anext``
+    awaitable is not a coroutine, so :func:`aw` could not tell).
+    """
+    if type(iterator) is _NativeAsyncGen:
+        return _anext_native(iterator.agen, default)
+    if _is_native_agen(iterator):
+        return _anext_native(iterator, default)
+    return anext(iterator) if default is _NO_DEFAULT else anext(iterator, default)
+
+
+@_native
+async def _anext_native(agen: AsyncIterator[Any], default: Any) -> Any:
+    try:
+        return await agen.__anext__()
+    except StopAsyncIteration:
+        if default is _NO_DEFAULT:
+            raise
+        return default
+
+
+def agen_step(fn: Any) -> Callable[..., Any] | None:
+    """``agen.asend`` (``__anext__``, ``athrow``, ``aclose``) of a compiled async generator,
+    as compiled code calls it: the awaitable it makes is awaited natively (see :func:`anext_`)."""
+    owner = getattr(fn, "__self__", None)
+    if owner is None or getattr(fn, "__name__", "") not in _AGEN_STEPS:
+        return None
+    if type(owner) is _NativeAsyncGen:
+        native: Callable[..., Any] = fn  # its steps are native coroutines already
+        return native
+    if _is_native_agen(owner):
+        return lambda *args, **kwargs: _agen_step(fn(*args, **kwargs))
+    return None
+
+
+@_native
+async def _agen_step(step: Awaitable[Any]) -> Any:
+    return await step
+
+
 #: Called from compiled code, these give their value, not an awaitable (``dyn`` awaits them).
 ASYNCIO_BLOCKING: Final[dict[Any, Callable[..., Awaitable[Any]]]] = {asyncio.run: run}
 
-#: asyncio's functions as compiled code calls them (looked up by identity in ``dyn``).
+#: asyncio's functions (and ``anext``) as compiled code calls them (looked up by identity in ``dyn``).
 ASYNCIO_FUNCTIONS: Final[dict[Any, Callable[..., Any]]] = {
     asyncio.gather: gather,
     asyncio.wait_for: wait_for,
@@ -518,6 +571,7 @@ ASYNCIO_FUNCTIONS: Final[dict[Any, Callable[..., Any]]] = {
     asyncio.timeout_at: timeout_at,
     asyncio.get_running_loop: get_running_loop,
     asyncio.get_event_loop: get_running_loop,
+    anext: anext_,
 }
 
 
@@ -534,11 +588,24 @@ class _NativeAsyncGen:
     def __init__(self, agen: AsyncIterator[Any]) -> None:
         self.agen = agen
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self.agen
+    def __aiter__(self) -> _NativeAsyncGen:
+        return self
+
+    # Each step runs the generator's body, which is trio code: a native coroutine.
+    def __anext__(self) -> Any:
+        return _agen_step(self.agen.__anext__())
+
+    def asend(self, value: Any) -> Any:
+        return _agen_step(self.agen.asend(value))  # type: ignore[attr-defined]
+
+    def athrow(self, *args: Any) -> Any:
+        return _agen_step(self.agen.athrow(*args))  # type: ignore[attr-defined]
+
+    def aclose(self) -> Any:
+        return _agen_step(self.agen.aclose())  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.agen, name)  # asend, athrow, aclose
+        return getattr(self.agen, name)  # ag_running, ag_frame...
 
 
 def native_agen(agen: AsyncIterator[Any]) -> _NativeAsyncGen:
@@ -570,7 +637,10 @@ def aiter_async(iterable: Any) -> AsyncIterator[Any]:
         return iterable  # type: ignore[no-any-return]
     if type(iterable) is _NativeAsyncGen:
         return iterable.agen
-    return _ForeignAsyncIter(type(iterable).__aiter__(iterable))
+    it = type(iterable).__aiter__(iterable)
+    if _is_native_agen(it):
+        return it  # type: ignore[no-any-return]  # e.g. a class whose __aiter__ returns a compiled async generator
+    return _ForeignAsyncIter(it)
 
 
 def _native_cm(cm: Any) -> bool:
