@@ -38,7 +38,7 @@ import inspect
 import math
 import types
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import trio
@@ -49,6 +49,7 @@ from ._rt import (
     Frame,
     Pending,
     Runtime,
+    _RegionIter,
     current_frame,
     enter_frame,
     leave_frame,
@@ -435,8 +436,12 @@ class _NextCompleted(_NativeAwaitable):
         return await aw(await self.receive.receive())
 
 
-def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> list[_NextCompleted]:
+def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> Iterator[_NextCompleted]:
     """``asyncio.as_completed``: awaitables that give the results in completion order."""
+    inner = aws.it if type(aws) is _RegionIter else aws
+    if asyncio.isfuture(inner) or asyncio.iscoroutine(inner):  # a generator too, before Python 3.12
+        # asyncio's is a generator function: it raises when first iterated.
+        return _raise_when_iterated(TypeError(f"expect an iterable of futures, not {type(inner).__name__}"))
     frame = current_frame()
     children = [_start(x, frame) for x in aws]
     send, receive = trio.open_memory_channel[Pending | _NativeAwaitable](math.inf)
@@ -447,7 +452,12 @@ def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> list[_N
 
     for child in children:
         frame.nursery.start_soon(report, child)
-    return [_NextCompleted(receive) for _ in children]
+    return iter([_NextCompleted(receive) for _ in children])
+
+
+def _raise_when_iterated(error: Exception) -> Iterator[Any]:
+    raise error
+    yield  # a generator function
 
 
 @_native

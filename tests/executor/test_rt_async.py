@@ -1,11 +1,15 @@
 """The runtime of compiled ``async def`` code against plain asyncio: compiled == plain.
 
-Each class of bug has a program that exercises every form of it:
+Two classes of bugs, each with programs that exercise every form of it:
 
 * stepping a compiled async generator by hand (``anext(agen)``, ``agen.asend``,
   ``athrow``, ``aclose``, ``__anext__``, an async generator expression, a class
   whose ``__aiter__`` returns one): the awaitable these make runs trio code, so
   it must be awaited natively, not handed to the asyncio loop;
+* calls of async components (and of compiled ``async def`` functions) made by
+  code in the blocking form (generator expressions, generators) and consumed on
+  the event loop thread: in plain Python they only make coroutines, so they
+  must neither wait nor run inline, and a generator yields them unrun.
 """
 
 from __future__ import annotations
@@ -91,11 +95,104 @@ async def class_aiter(n):
     return [[x async for x in Numbers(n)], list(LOG)]
 '''
 
+LAZY_CALLS = '''
+import asyncio
+import time
+import nalarc
+
+
+@nalarc.tool
+async def quote(v):
+    await asyncio.sleep(0.01 * (3 - len(v) % 3))
+    if v == "bad":
+        raise ValueError("bad vendor")
+    return len(v)
+
+
+@nalarc.tool
+def measure(v):
+    time.sleep(0.01)
+    return len(v) * 2
+
+
+@nalarc.agent
+class Planner:
+    async def plan(self, x):
+        await asyncio.sleep(0.01)
+        return x * 10
+
+
+def collect(*xs):
+    return list(xs)
+
+
+@nalarc.workflow
+async def star_unpacked(vs):
+    good = [v for v in vs if v != "bad"]
+    planners = [Planner(), Planner()]
+    gathered = await asyncio.gather(*(quote(v) for v in vs), return_exceptions=True)
+    plans = await asyncio.gather(*(p.plan(i) for i, p in enumerate(planners)))
+    shown = [*(quote(v) for v in good)]
+    sync = collect(*(measure(v) for v in vs))
+    return {"gathered": [r if isinstance(r, int) else repr(r) for r in gathered], "plans": plans,
+            "shown": [await s for s in shown], "sync": sync, "set": sorted({*(measure(v) for v in good)})}
+
+
+@nalarc.workflow
+async def stored_generators(vs):
+    good = [v for v in vs if v != "bad"]
+
+    async def labelled(v):
+        return f"{v}={await quote(v)}"
+
+    coros = (labelled(v) for v in good)
+    calls = (quote(v) for v in vs)
+    planners = [Planner(), Planner()]
+    plans = (p.plan(i) for i, p in enumerate(planners))
+    looped = []
+    for c in (quote(v) for v in good):
+        looped.append(await c)
+    return {"labels": await asyncio.gather(*coros),
+            "calls": [r if isinstance(r, int) else repr(r) for r in await asyncio.gather(*calls, return_exceptions=True)],
+            "plans": await asyncio.gather(*plans), "looped": looped}
+
+
+@nalarc.workflow
+async def unpacked_coroutines(x, y):
+    a, b = quote(x), quote(y)
+    c, d = [quote(x), quote(y)]
+    (e, f), g = (quote(x), quote(y)), quote(x)
+    h, i = (quote(v) for v in (x, y))
+
+    def generate():
+        for v in (x, y):
+            yield quote(v)
+
+    yielded = [await q for q in generate()]
+    return [await b, await a, await d, await c, await f, await e, await g, await i, await h, yielded]
+
+
+@nalarc.workflow
+async def as_completed_of_a_generator(vs):
+    pending = asyncio.as_completed(quote(v) for v in vs)  # asyncio checks its argument when iterated
+    try:
+        for f in pending:
+            await f
+    except TypeError as e:
+        return str(e)
+'''
+
 #: (workflow, inputs) for each program.
 REQUESTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "generator_steps": [("by_hand", {"n": 4}), ("generator_expression", {"n": 4}), ("class_aiter", {"n": 2})],
+    "lazy_calls": [
+        ("star_unpacked", {"vs": ["ab", "bad", "cdef"]}),
+        ("stored_generators", {"vs": ["ab", "bad", "cdef"]}),
+        ("unpacked_coroutines", {"x": "abc", "y": "z"}),
+        ("as_completed_of_a_generator", {"vs": ["ab"]}),
+    ],
 }
-SOURCES = {"generator_steps": GENERATOR_STEPS}
+SOURCES = {"generator_steps": GENERATOR_STEPS, "lazy_calls": LAZY_CALLS}
 
 
 def _write(tmp_path: Path, name: str) -> Path:
@@ -140,7 +237,7 @@ def test_compiled_equals_plain_in_process(name: str, tmp_path: Path) -> None:
 
 
 def test_compiled_equals_plain_on_worker_processes(tmp_path: Path) -> None:
-    """The programs on 2 worker processes with 2 instances of the agent."""
+    """Both programs on 2 worker processes with 2 instances of the agent."""
     for name in sorted(SOURCES):
         path = _write(tmp_path, name)
         expected = _plain(path, REQUESTS[name])
