@@ -351,6 +351,8 @@ class Emitter(cst.CSTTransformer):
         if mat is None or self.mode == "plain":
             return updated
         name = "md" if mat.deep else "m"
+        if mat.deep and mat.reason in ("yield", "unpack"):
+            name = "md_lazy"  # compiled code gets the elements: async calls stay coroutines
         if self.mode == "sync":
             self.mark_region_use()
             return rt_call("b" + name, updated)

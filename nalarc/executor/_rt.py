@@ -72,6 +72,7 @@ __all__ = [
     "biter_unpack",
     "bm",
     "bmd",
+    "bmd_lazy",
     "call",
     "compiled",
     "compiled_async",
@@ -88,6 +89,7 @@ __all__ = [
     "m",
     "mark_pure",
     "md",
+    "md_lazy",
     "native_agen",
     "reconcile",
     "region",
@@ -492,6 +494,32 @@ async def md(x: Any) -> Any:
         # Handed to code that iterates it synchronously: values in completion order.
         return [await md(v) async for v in x]
     return x
+
+
+async def md_lazy(x: Any) -> Any:
+    """``md(x)`` for values compiled code takes apart (a yield, ``a, b = x``): lazy futures stay.
+
+    A lazy future is a call of a component written ``async def``: in plain
+    Python it is a coroutine, which a generator yields unrun and ``a, b = x``
+    binds unrun (the consumer awaits it, or gathers it); its value would be
+    something else.
+    """
+    t = type(x)
+    if t is Pending:
+        return x if x.lazy else await md_lazy(await m(x))
+    if t is list:
+        for i, v in enumerate(x):
+            if type(v) not in _ATOMS:
+                x[i] = await md_lazy(v)
+        return x
+    if t is tuple and _has_pending(x):
+        return tuple([await md_lazy(v) for v in x])
+    if t is dict:
+        for k, v in x.items():
+            if type(v) not in _ATOMS:
+                x[k] = await md_lazy(v)
+        return x
+    return await md(x)
 
 
 async def settle() -> None:
@@ -1011,6 +1039,9 @@ async def dyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         blocking = ASYNCIO_BLOCKING.get(fn)
         if blocking is not None:
             return await blocking(*args, **kwargs)  # asyncio.run(main)
+    step = agen_step(fn)
+    if step is not None:
+        return step(*await md(args), **await md(kwargs))  # agen.asend(x): native, like anext(agen)
     unserved = _unserved_agent_method(fn)
     if unserved is not None:
         agent_handle = AgentHandle(type(fn.__self__), unserved)
@@ -1547,6 +1578,15 @@ def bmd(x: Any) -> Any:
     return _blocking_async(lambda: md(x))
 
 
+def bmd_lazy(x: Any) -> Any:
+    """Blocking :func:`md_lazy`."""
+    if type(x) is Pending and x.lazy:
+        return x
+    if not _has_pending(x):
+        return x
+    return _blocking_async(lambda: md_lazy(x))
+
+
 def bcall(
     target: Any, method: str | None, flags: int, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -1556,6 +1596,8 @@ def bcall(
     thread (a property or dunder Python called implicitly) nothing can wait,
     so the call runs inline: the compiler warned about this fallback.
     """
+    if flags & AWAIT:
+        return _start_anywhere(lambda: call(target, method, flags, args, kwargs))
     if _on_trio_thread():
         frame = current_frame()
         spec = target.spec if isinstance(target, AgentHandle) else component_spec(target)
@@ -1567,6 +1609,11 @@ def bcall(
 def bdyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Blocking ``dyn``: for regions."""
     fn = bm(fn)
+    if compiled_kind(fn) == COROUTINE:
+        return fn(*args, **kwargs)  # only makes a coroutine: nothing to wait for, on any thread
+    lazy = _lazy_component_call(fn, args, kwargs)
+    if lazy is not None:
+        return _start_anywhere(lazy)
     if isinstance(fn, ComponentMethod) or (
         (spec := component_spec(fn)) is not None and spec.kind == "tool"
     ) or _is_compiled_async(fn) or _agent_spec(fn) is not None or (
@@ -1574,6 +1621,32 @@ def bdyn(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ):
         return _blocking_async(lambda: dyn(fn, args, kwargs))
     return fn(*bmd(args), **bmd(kwargs))
+
+
+def _lazy_component_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Pending] | None:
+    """How to start ``fn(*args, **kwargs)`` if it calls a component written ``async def``."""
+    if isinstance(fn, ComponentMethod):
+        flags = _flags_of(fn)
+        if flags & AWAIT:
+            return lambda: call(fn.handle, fn.name, flags, args, kwargs)
+    elif callable(fn) and (spec := component_spec(fn)) is not None and spec.kind == "tool":
+        flags = await_flag(fn, None)
+        if flags & AWAIT:
+            return lambda: call(fn, None, flags, args, kwargs)
+    return None
+
+
+def _start_anywhere(start: Callable[[], Any]) -> Any:
+    """Start a call of an async component from blocking code (a region, or code Python runs
+    implicitly on the event loop thread, as ``*`` unpacking a generator).
+
+    In plain Python the call only makes a coroutine: nothing waits, so it needs no
+    worker thread, and it is never run inline.  The future it gives is lazy: it
+    fails only where it is awaited.
+    """
+    if _on_trio_thread():
+        return start()
+    return trio.from_thread.run_sync(start)
 
 
 async def cm_enter(cm: Any) -> Any:
@@ -1633,6 +1706,7 @@ from ._rt_async import (  # noqa: E402
     COROUTINE,
     acm_enter as acm_enter,
     acm_exit as acm_exit,
+    agen_step,
     aiter_async as aiter_async,
     aw as aw,
     await_flag,

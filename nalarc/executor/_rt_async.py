@@ -38,7 +38,7 @@ import inspect
 import math
 import types
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import trio
@@ -49,6 +49,7 @@ from ._rt import (
     Frame,
     Pending,
     Runtime,
+    _RegionIter,
     current_frame,
     enter_frame,
     leave_frame,
@@ -440,8 +441,12 @@ class _NextCompleted(_NativeAwaitable):
         return await aw(await self.receive.receive())
 
 
-def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> list[_NextCompleted]:
+def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> Iterator[_NextCompleted]:
     """``asyncio.as_completed``: awaitables that give the results in completion order."""
+    inner = aws.it if type(aws) is _RegionIter else aws
+    if asyncio.isfuture(inner) or asyncio.iscoroutine(inner):  # a generator too, before Python 3.12
+        # asyncio's is a generator function: it raises when first iterated.
+        return _raise_when_iterated(TypeError(f"expect an iterable of futures, not {type(inner).__name__}"))
     frame = current_frame()
     children = [_start(x, frame) for x in aws]
     send, receive = trio.open_memory_channel[Pending | _NativeAwaitable](math.inf)
@@ -452,7 +457,12 @@ def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> list[_N
 
     for child in children:
         frame.nursery.start_soon(report, child)
-    return [_NextCompleted(receive) for _ in children]
+    return iter([_NextCompleted(receive) for _ in children])
+
+
+def _raise_when_iterated(error: Exception) -> Iterator[Any]:
+    raise error
+    yield  # a generator function
 
 
 @_native
@@ -506,10 +516,63 @@ async def run(main: Any, *, debug: bool | None = None) -> Any:
     return await aw(main)
 
 
+# --------------------------------------------------------------------------
+# Stepping a compiled async generator by hand: anext(), asend(), athrow(), aclose()
+# --------------------------------------------------------------------------
+
+_NO_DEFAULT: Final = object()
+#: The methods of an async generator that return an awaitable running its body.
+_AGEN_STEPS: Final = frozenset({"__anext__", "asend", "athrow", "aclose"})
+
+
+def anext_(iterator: Any, default: Any = _NO_DEFAULT, /) -> Any:
+    """``anext(it[, default])`` in compiled code.
+
+    For a compiled async generator the awaitable ``anext`` makes runs the
+    generator's body, which is trio code: it must be awaited natively, never
+    handed to the asyncio loop as a foreign awaitable (builtins' ``anext``
+    awaitable is not a coroutine, so :func:`aw` could not tell).
+    """
+    if type(iterator) is _NativeAsyncGen:
+        return _anext_native(iterator.agen, default)
+    if _is_native_agen(iterator):
+        return _anext_native(iterator, default)
+    return anext(iterator) if default is _NO_DEFAULT else anext(iterator, default)
+
+
+@_native
+async def _anext_native(agen: AsyncIterator[Any], default: Any) -> Any:
+    try:
+        return await agen.__anext__()
+    except StopAsyncIteration:
+        if default is _NO_DEFAULT:
+            raise
+        return default
+
+
+def agen_step(fn: Any) -> Callable[..., Any] | None:
+    """``agen.asend`` (``__anext__``, ``athrow``, ``aclose``) of a compiled async generator,
+    as compiled code calls it: the awaitable it makes is awaited natively (see :func:`anext_`)."""
+    owner = getattr(fn, "__self__", None)
+    if owner is None or getattr(fn, "__name__", "") not in _AGEN_STEPS:
+        return None
+    if type(owner) is _NativeAsyncGen:
+        native: Callable[..., Any] = fn  # its steps are native coroutines already
+        return native
+    if _is_native_agen(owner):
+        return lambda *args, **kwargs: _agen_step(fn(*args, **kwargs))
+    return None
+
+
+@_native
+async def _agen_step(step: Awaitable[Any]) -> Any:
+    return await step
+
+
 #: Called from compiled code, these give their value, not an awaitable (``dyn`` awaits them).
 ASYNCIO_BLOCKING: Final[dict[Any, Callable[..., Awaitable[Any]]]] = {asyncio.run: run}
 
-#: asyncio's functions as compiled code calls them (looked up by identity in ``dyn``).
+#: asyncio's functions (and ``anext``) as compiled code calls them (looked up by identity in ``dyn``).
 ASYNCIO_FUNCTIONS: Final[dict[Any, Callable[..., Any]]] = {
     asyncio.gather: gather,
     asyncio.wait_for: wait_for,
@@ -523,6 +586,7 @@ ASYNCIO_FUNCTIONS: Final[dict[Any, Callable[..., Any]]] = {
     asyncio.timeout_at: timeout_at,
     asyncio.get_running_loop: get_running_loop,
     asyncio.get_event_loop: get_running_loop,
+    anext: anext_,
 }
 
 
@@ -539,11 +603,24 @@ class _NativeAsyncGen:
     def __init__(self, agen: AsyncIterator[Any]) -> None:
         self.agen = agen
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self.agen
+    def __aiter__(self) -> _NativeAsyncGen:
+        return self
+
+    # Each step runs the generator's body, which is trio code: a native coroutine.
+    def __anext__(self) -> Any:
+        return _agen_step(self.agen.__anext__())
+
+    def asend(self, value: Any) -> Any:
+        return _agen_step(self.agen.asend(value))  # type: ignore[attr-defined]
+
+    def athrow(self, *args: Any) -> Any:
+        return _agen_step(self.agen.athrow(*args))  # type: ignore[attr-defined]
+
+    def aclose(self) -> Any:
+        return _agen_step(self.agen.aclose())  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.agen, name)  # asend, athrow, aclose
+        return getattr(self.agen, name)  # ag_running, ag_frame...
 
 
 def native_agen(agen: AsyncIterator[Any]) -> _NativeAsyncGen:
@@ -575,7 +652,10 @@ def aiter_async(iterable: Any) -> AsyncIterator[Any]:
         return iterable  # type: ignore[no-any-return]
     if type(iterable) is _NativeAsyncGen:
         return iterable.agen
-    return _ForeignAsyncIter(type(iterable).__aiter__(iterable))
+    it = type(iterable).__aiter__(iterable)
+    if _is_native_agen(it):
+        return it  # type: ignore[no-any-return]  # e.g. a class whose __aiter__ returns a compiled async generator
+    return _ForeignAsyncIter(it)
 
 
 def _native_cm(cm: Any) -> bool:

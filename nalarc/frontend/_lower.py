@@ -551,8 +551,9 @@ class FunctionLowerer:
             else:
                 self.bind(target, source, refs)
             return
-        # Unpacking looks inside the value (and nested targets inside its elements).
-        self.expr(value, DEEP, "iter")
+        # Unpacking looks inside the value (and nested targets inside its elements). Not made
+        # eager when a generator: Python takes only one element more than there are targets.
+        self.expr(value, DEEP, "unpack")
         self.bind(target, "plain")
 
     def _pure_args(self, value: cst.BaseExpression) -> bool:
@@ -764,7 +765,7 @@ class FunctionLowerer:
             maybe = False
             for el in node.elements:
                 if isinstance(el, cst.StarredElement):
-                    self.expr(el.value, SHALLOW, "iter")
+                    self.unpacked(el.value, PASS)
                     maybe = True
                 else:
                     maybe = self.expr(el.value, PASS, reason)[0] != "plain" or maybe
@@ -773,7 +774,10 @@ class FunctionLowerer:
             return ("maybe" if maybe else "plain"), ()
         if isinstance(node, cst.Set):
             for el in node.elements:
-                self.expr(el.value, SHALLOW if isinstance(el, cst.StarredElement) else DEEP, "hash")
+                if isinstance(el, cst.StarredElement):
+                    self.unpacked(el.value, DEEP)
+                else:
+                    self.expr(el.value, DEEP, "hash")
             return "plain", ()
         if isinstance(node, cst.Dict):
             maybe = False
@@ -813,7 +817,7 @@ class FunctionLowerer:
                 self.expr(node.value.item, SHALLOW, "iter")
             return "maybe", ()
         if isinstance(node, cst.StarredElement):
-            self.expr(node.value, SHALLOW, "iter")
+            self.unpacked(node.value, PASS)
             return "maybe", ()
         return "maybe", ()
 
@@ -885,9 +889,10 @@ class FunctionLowerer:
                         self.expr(part, DEEP, "hash")
 
     def comprehension(
-        self, node: cst.BaseComp, ctx: str, reason: str, eager: bool = False
+        self, node: cst.BaseComp, ctx: str, reason: str, eager: bool = False, element: str = PASS
     ) -> tuple[str, tuple[str, ...]]:
-        """Lower a comprehension; ``eager``: a generator the code generator turns into a list."""
+        """Lower a comprehension; ``eager``: a generator the code generator turns into a list
+        (``element``: how that list's elements are used)."""
         self.push_region("comprehension", node)
         targets: set[str] = set()
         comp_for: cst.CompFor | None = node.for_in
@@ -919,7 +924,7 @@ class FunctionLowerer:
         elif isinstance(node, cst.GeneratorExp) and not eager:
             self.expr(node.elt, DEEP, "yield")
         elif isinstance(node, cst.GeneratorExp):
-            self.expr(node.elt, PASS, reason)
+            self.expr(node.elt, element, reason)
         elif isinstance(node, cst.ListComp):
             self.expr(node.elt, PASS, reason)
         self.inner_locals.pop()
@@ -927,6 +932,22 @@ class FunctionLowerer:
         if ctx == DEEP and not isinstance(node, (cst.SetComp, cst.GeneratorExp)):
             self.candidate(node, ctx, reason, "other")
         return "maybe", ()
+
+    def unpacked(self, value: cst.BaseExpression, element: str) -> None:
+        """``*value``: iterated to its end, right here, by compiled code; ``element``: how
+        the elements are used.
+
+        A generator expression becomes eager (a list comprehension in async code, see
+        ``eager_generators``): the same steps in the same order, but its body is
+        compiled for the event loop, where the unpacking runs, not in the blocking
+        form a generator's body takes (made to run in a worker thread, it would run
+        component calls inline, one by one, and fail on anything that must wait).
+        """
+        if isinstance(value, cst.GeneratorExp):
+            self.eager_generators.append(self.span(value))
+            self.comprehension(value, SHALLOW, "iter", eager=True, element=element)
+        else:
+            self.expr(value, SHALLOW, "iter")
 
     def call(self, node: cst.Call, ctx: str, reason: str) -> tuple[str, tuple[str, ...]]:
         res = self.resolve_call(node.func)
@@ -954,7 +975,9 @@ class FunctionLowerer:
         if eager:
             self.eager_generators.append(self.span(node.args[0].value))
         for arg in node.args:
-            if arg.star:
+            if arg.star == "*":
+                self.unpacked(arg.value, DEEP if res.kind == "frame" else PASS)
+            elif arg.star:
                 self.expr(arg.value, SHALLOW, "iter")
             else:
                 reason_ = "eager-argument" if eager else "argument"
@@ -1013,7 +1036,10 @@ class FunctionLowerer:
             before = set(self._stmt_reads)
             self._stmt_reads = set()
             slot: str
-            if arg.star:
+            if arg.star == "*":
+                self.unpacked(arg.value, PASS)
+                slot = str(arg.star)
+            elif arg.star:
                 self.expr(arg.value, SHALLOW, "iter")
                 slot = str(arg.star)
             elif isinstance(arg.value, cst.GeneratorExp):

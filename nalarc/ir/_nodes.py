@@ -139,7 +139,7 @@ class MaterializeNode(_Node):
     id: str
     span: Span
     #: Why: ``test``, ``iter``, ``operator``, ``subscript``, ``attribute``, ``hash``,
-    #: ``format``, ``store``, ``return``, ``try-visible``, ``raise``, ``with``, ``await``
+    #: ``format``, ``store``, ``return``, ``try-visible``, ``raise``, ``with``, ``unpack``, ``await``
     #: (the awaited expression: a future's value, a coroutine run, a foreign awaitable bridged).
     reason: str
     #: Through containers (lists, tuples, dicts) too.

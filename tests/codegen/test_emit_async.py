@@ -100,3 +100,46 @@ def test_an_app_without_components_still_imports_the_runtime_it_uses(tmp_path: P
     assert "from nalarc.executor import _rt as _nalarc_rt\n" in code
     runner = InProcessRunner(load_app(tmp_path / "build"))
     assert runner.run("wf", {"x": 21}) == "42"
+
+
+STAR_GENERATORS = '''
+import asyncio
+import nalarc
+
+@nalarc.tool
+async def fetch(q):
+    await asyncio.sleep(0)
+    return q
+
+@nalarc.tool
+def shout(q):
+    return q.upper()
+
+def collect(*xs):
+    return list(xs)
+
+@nalarc.workflow
+async def wf(qs):
+    got = await asyncio.gather(*(fetch(q) for q in qs))
+    shown = [*(shout(q) for q in qs)]
+    later = (fetch(q) for q in qs)
+    return got, shown, await asyncio.gather(*later)
+
+@nalarc.workflow
+def sync_wf(qs):
+    return collect(*(shout(q) for q in qs))
+'''
+
+
+def test_a_star_unpacked_generator_expression_becomes_a_list_comprehension(tmp_path: Path) -> None:
+    """``*`` unpacks on the event loop thread: the body is compiled for it, not in the blocking form."""
+    code = compiled_source(tmp_path, STAR_GENERATORS)
+    assert "(*[_nalarc_rt.call(fetch, None, " in code and "async for q in _nalarc_rt.aiter(" in code
+    assert "[*[_nalarc_rt.call(shout, None, " in code
+    assert "(collect, (*[_nalarc_rt.call(shout, None, " in code  # in a synchronous workflow too
+    assert "bcall(shout" not in code
+    # A generator expression kept for later stays lazy; it yields the async calls unrun.
+    assert "later = _nalarc_rt.region_iter((_nalarc_rt.bmd_lazy(_nalarc_rt.bcall(fetch, None, " in code
+    runner = InProcessRunner(load_app(tmp_path / "build"))
+    assert runner.run("wf", {"qs": ["a", "b"]}) == (["a", "b"], ["A", "B"], ["a", "b"])
+    assert runner.run("sync_wf", {"qs": ["a", "b"]}) == ["A", "B"]

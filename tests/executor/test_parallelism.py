@@ -46,6 +46,13 @@ def diamond():
     d = fetch(3)
     return [c, d]
 
+def collect(*xs):
+    return list(xs)
+
+@nalarc.workflow
+def star_fan_out(n):
+    return collect(*(fetch(i) for i in range(n)))
+
 @nalarc.workflow
 def log():
     return [[kind, name] for kind, name, _ in LOG]
@@ -82,3 +89,13 @@ def test_dependencies_wait_and_independent_calls_do_not(tmp_path: Path) -> None:
     assert combine_start >= spans["fetch1"][1] and combine_start >= spans["fetch2"][1]
     # fetch3 is independent of combine's inputs: it ran alongside fetch1/fetch2.
     assert spans["fetch3"][0] < spans["fetch1"][1]
+
+
+def test_calls_in_a_star_unpacked_generator_expression_all_run_at_once(tmp_path: Path) -> None:
+    """``f(*(tool(i) for i in ...))``: the unpacking runs on the event loop thread; its calls
+    start as futures (they used to run inline there, one after the other)."""
+    result, log = run(tmp_path, "star_fan_out", n=4)
+    assert result == [0, 10, 20, 30]
+    spans = intervals(log)
+    assert len(spans) == 4
+    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values())
