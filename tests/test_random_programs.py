@@ -73,9 +73,8 @@ NEW_FEATURES: dict[str, bool] = {
     "properties": True,
     # ``Scorer(BaseScorer)`` agent: an inherited method, and attributes read on a handle.
     "agents": True,
-    # ``async def`` tools/helper and an ``async def wf``; today rejected:
-    # "nalarc apps are plain synchronous Python".
-    "async": False,
+    # ``async def`` tools/helper and an ``async def wf`` (``await``, ``asyncio.gather``).
+    "async": True,
 }
 
 
