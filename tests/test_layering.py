@@ -1,4 +1,4 @@
-"""The layout shows the architecture: frontend -> ir <- passes; executor -> ir, policies.
+"""The layout shows the architecture: frontend -> ir <- passes; executor -> ir, policies; serve -> executor.
 
 Parses every module's imports and fails on an import that crosses a layer the
 wrong way, and checks the public API surface.
@@ -21,7 +21,8 @@ FORBIDDEN = {
     "frontend": {"passes", "codegen", "executor", "cli", "policies"},
     "passes": {"frontend", "codegen", "executor", "cli", "policies"},
     "codegen": {"executor", "cli", "policies", "passes"},
-    "executor": {"frontend", "passes", "codegen", "cli"},
+    "executor": {"frontend", "passes", "codegen", "cli", "serve"},
+    "serve": {"frontend", "passes", "codegen", "cli", "policies", "graph"},
     "policies": {"frontend", "passes", "codegen", "cli"},
     "graph": {"frontend", "passes", "codegen", "executor", "cli", "policies"},
     "llm": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph"},
@@ -74,12 +75,12 @@ def test_public_api() -> None:
         assert hasattr(nalarc, name), name
     public = {n for n in dir(nalarc) if not n.startswith("_")}
     # every public attribute is exported on purpose (submodules aside)
-    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations"}
+    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations", "serve"}
     assert public - submodules <= set(nalarc.__all__), sorted(public - submodules - set(nalarc.__all__))
 
 
 def test_subpackages_declare_all() -> None:
-    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads"):
+    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads", "serve"):
         module = __import__(f"nalarc.{sub}", fromlist=["__all__"])
         assert module.__all__, sub
         for name in module.__all__:
