@@ -74,7 +74,7 @@ def test_public_api() -> None:
         assert hasattr(nalarc, name), name
     public = {n for n in dir(nalarc) if not n.startswith("_")}
     # every public attribute is exported on purpose (submodules aside)
-    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations"}
+    submodules = {"executor", "runtime", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations"}
     assert public - submodules <= set(nalarc.__all__), sorted(public - submodules - set(nalarc.__all__))
 
 
@@ -87,7 +87,7 @@ def test_subpackages_declare_all() -> None:
 
 
 def test_private_modules_are_underscored() -> None:
-    public_modules = {"__init__.py", "__main__.py", "testing.py", "verify.py", "pprint.py", "pipeline.py"}
+    public_modules = {"__init__.py", "__main__.py", "testing.py", "verify.py", "pprint.py", "pipeline.py", "lowlevel.py"}
     for path in PACKAGE.rglob("*.py"):
         if path.parent.name == "passes" or path.name in public_modules:
             continue
