@@ -26,10 +26,6 @@ from ._futures import Pending, current_frame
 from ._materialize import md, settle
 from ._regions import RegionIter
 
-# --------------------------------------------------------------------------
-# asyncio's functions, on trio
-# --------------------------------------------------------------------------
-
 
 class _Gathering(NativeAwaitable):
     __slots__ = ("children", "return_exceptions")
