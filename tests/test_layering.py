@@ -1,4 +1,4 @@
-"""The layout shows the architecture: frontend -> ir <- passes; executor -> ir, policies; serve -> executor.
+"""The layout shows the architecture: frontend -> ir <- passes; executor -> runtime, ir, policies; serve -> executor.
 
 Parses every module's imports and fails on an import that crosses a layer the
 wrong way, and checks the public API surface.
@@ -17,10 +17,13 @@ PACKAGE = Path(nalarc.__file__).resolve().parent
 
 #: layer -> layers it must never import
 FORBIDDEN = {
-    "ir": {"frontend", "passes", "codegen", "executor", "cli", "policies"},
-    "frontend": {"passes", "codegen", "executor", "cli", "policies"},
-    "passes": {"frontend", "codegen", "executor", "cli", "policies"},
-    "codegen": {"executor", "cli", "policies", "passes"},
+    "ir": {"frontend", "passes", "codegen", "executor", "cli", "policies", "runtime"},
+    "frontend": {"passes", "codegen", "executor", "cli", "policies", "runtime"},
+    "passes": {"frontend", "codegen", "executor", "cli", "policies", "runtime"},
+    # codegen emits the runtime's names as text: it never imports the runtime
+    "codegen": {"executor", "cli", "policies", "passes", "runtime"},
+    # what generated code imports: nothing of the driver, the policies or the compiler
+    "runtime": {"executor", "policies", "cli", "frontend", "passes", "codegen", "serve"},
     "executor": {"frontend", "passes", "codegen", "cli", "serve"},
     "serve": {"frontend", "passes", "codegen", "cli", "policies", "graph"},
     "policies": {"frontend", "passes", "codegen", "cli"},
@@ -63,6 +66,31 @@ def test_no_layering_violation(path: Path) -> None:
     assert not bad, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(bad)}"
 
 
+def _runtime_modules_imported(path: Path) -> set[str]:
+    """``nalarc.runtime.X`` modules that ``path`` imports (absolute or relative)."""
+    package = ["nalarc", *path.relative_to(PACKAGE).parts[:-1]]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = [*base, *(node.module.split(".") if node.module else [])]
+            if module[:2] == ["nalarc", "runtime"]:
+                found.add(".".join(module))
+                found.update(f"{'.'.join(module)}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("nalarc.runtime"))
+    return found
+
+
+def test_runtime_internals_stay_inside() -> None:
+    """Outside nalarc/runtime, only ``nalarc.runtime`` and ``nalarc.runtime.lowlevel`` are imported."""
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "runtime":
+            continue
+        private = {m for m in _runtime_modules_imported(path) if m.split(".")[2:3] and m.split(".")[2].startswith("_")}
+        assert not private, f"{path.relative_to(PACKAGE)} reaches into {sorted(private)}"
+
+
 def test_ir_is_data_only() -> None:
     for path in (PACKAGE / "ir").glob("*.py"):
         text = path.read_text(encoding="utf-8")
@@ -75,12 +103,12 @@ def test_public_api() -> None:
         assert hasattr(nalarc, name), name
     public = {n for n in dir(nalarc) if not n.startswith("_")}
     # every public attribute is exported on purpose (submodules aside)
-    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations", "serve"}
+    submodules = {"executor", "runtime", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations", "serve"}
     assert public - submodules <= set(nalarc.__all__), sorted(public - submodules - set(nalarc.__all__))
 
 
 def test_subpackages_declare_all() -> None:
-    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads", "serve"):
+    for sub in ("ir", "passes", "frontend", "codegen", "executor", "runtime", "runtime.lowlevel", "cli", "policies", "graph", "llm", "workloads", "serve"):
         module = __import__(f"nalarc.{sub}", fromlist=["__all__"])
         assert module.__all__, sub
         for name in module.__all__:
@@ -88,7 +116,7 @@ def test_subpackages_declare_all() -> None:
 
 
 def test_private_modules_are_underscored() -> None:
-    public_modules = {"__init__.py", "__main__.py", "testing.py", "verify.py", "pprint.py", "pipeline.py"}
+    public_modules = {"__init__.py", "__main__.py", "testing.py", "verify.py", "pprint.py", "pipeline.py", "lowlevel.py"}
     for path in PACKAGE.rglob("*.py"):
         if path.parent.name == "passes" or path.name in public_modules:
             continue

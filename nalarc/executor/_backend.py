@@ -49,9 +49,9 @@ import trio
 from .._api import ATTRIBUTE_WRITE, ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..policies import Policy
-from . import _rt
+from ..runtime import lowlevel as _rt
 from ._controller import GlobalController, NodeStore
-from ._exceptions import dump_exception
+from ..runtime.lowlevel import dump_exception
 from ._instance import InstanceController, QueuedCall, WorkerLike
 from ._local import InProcessBackend
 from ._statestore import StateStore

@@ -21,8 +21,8 @@ import trio
 
 from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
-from . import _rt
-from ._asyncio_bridge import await_in_loop, run_blocking
+from ..runtime import lowlevel as _rt
+from ..runtime.lowlevel import await_in_loop, run_blocking
 from ._statestore import StateStore
 from ._trace import Tracer, driver_pid
 

@@ -68,8 +68,8 @@ import cloudpickle
 from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member, serve_instance
 from .._errors import RemoteError
 from .._state import StateTransaction, _instance, _session, bind_transaction
-from ._containers import substitute
-from ._exceptions import dump_exception
+from ..runtime.lowlevel import substitute
+from ..runtime.lowlevel import dump_exception
 from ._transport import (
     AuthenticationError,
     BlockingChannel,
@@ -104,7 +104,7 @@ class _AsyncLane:
     def __init__(self, worker: Worker) -> None:
         import trio
 
-        from . import _rt
+        from ..runtime import lowlevel as _rt
 
         self.trio, self.rt = trio, _rt
         self.worker = worker
@@ -149,7 +149,7 @@ class _RemoteBackend:
     async def execute(self, call: Any) -> Any:
         import trio
 
-        from ._rt import STAGE_SHIFT
+        from ..runtime.lowlevel import STAGE_SHIFT
 
         sub_id = next(self._ids)
         done, box = trio.Event(), list[Any]()
@@ -518,12 +518,12 @@ class Worker:
         _instance.set(instance_id)  # which engine, cache, ... serves it (nalarc.llm)
         _session.set(session_id)
         if kind == "compiled":
-            from ._rt import CallRecord
+            from ..runtime.lowlevel import CallRecord
 
             record = CallRecord(spec, target, method, args, kwargs, session_id, request, None)
             run: Callable[[], Any] = lambda: self.lane.run(fn, record)  # noqa: E731
         elif kind == "asyncio":
-            from ._asyncio_bridge import run_blocking
+            from ..runtime.lowlevel import run_blocking
 
             run = lambda: run_blocking(fn(*args, **kwargs))  # noqa: E731 - context goes with it
         else:
@@ -550,7 +550,7 @@ class Worker:
             context.run(_instance.set, instance_id)
             results = context.run(batched, calls)
             if inspect.iscoroutine(results):  # an async <method>_batch: user asyncio code
-                from ._asyncio_bridge import run_blocking
+                from ..runtime.lowlevel import run_blocking
 
                 results = context.run(run_blocking, results)
             if len(results) != len(items):
@@ -567,7 +567,7 @@ def _code_kind(fn: Any) -> str:
     """``compiled`` (trio code: the async lane; also compiled sync code that blocks on
     futures, which the lane runs in a thread of its frame), ``asyncio`` (user ``async def``:
     the asyncio loop), or ``sync`` (a plain function: this thread)."""
-    from ._rt import compiled_kind
+    from ..runtime.lowlevel import compiled_kind
 
     if compiled_kind(fn) is not None:
         return "compiled"
@@ -576,7 +576,7 @@ def _code_kind(fn: Any) -> str:
 
 def _plain(value: Any) -> Any:
     """Managed state to send back: compiled code may have left finished futures in it."""
-    from ._rt import _md_now
+    from ..runtime.lowlevel import md_now as _md_now
 
     return _md_now(value)
 

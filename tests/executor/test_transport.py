@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from nalarc._errors import NalarcError
-from nalarc.executor._containers import substitute
+from nalarc.runtime.lowlevel import substitute
 from nalarc.executor._transport import (
     LARGE_FRAME,
     MAX_FRAME,
