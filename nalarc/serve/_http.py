@@ -316,7 +316,10 @@ class ServeApp:
         except (TypeError, NalarcError) as exc:
             self.requests[name, "invalid"] += 1
             raise HttpError(422, str(exc)) from None
-        inputs_json = canonical_json(inputs)
+        try:
+            inputs_json = canonical_json(inputs)
+        except RecursionError:  # parsed just under the limit, but a few frames deeper it does not fit
+            raise HttpError(400, "the body is nested too deeply") from None
         if key is not None and (first := self._first_with_key(key)) is not None:
             return await self._replay(first, name, session, inputs_json, run_async)
         if self.admitted >= self.max_queue:
