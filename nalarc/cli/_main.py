@@ -226,7 +226,6 @@ def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_q
            durability: _Durability) -> None:
     """``--serve``: HTTP until SIGINT / SIGTERM, then drain (a second signal stops at once)."""
     import signal
-    from functools import partial
 
     import trio
 
@@ -243,15 +242,25 @@ def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_q
         store = StateStore(state)
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async def stop() -> None:
-                    async for _ in signals:
-                        return
-
                 async with open_service(loaded, store, placement) as service, trio.open_nursery() as nursery:
+                    async def stop() -> None:
+                        async for _ in signals:
+                            nursery.start_soon(stop_now)  # the first signal drains, a second one stops at once
+                            return
+
+                    async def stop_now() -> None:
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
+                            return
+
+                    async def serving(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                        await serve(loaded, service, host, port, max_queue=max_queue, journal=journal,
+                                    drain_timeout=durability.drain_timeout, shutdown_trigger=stop,
+                                    task_status=task_status)
+                        nursery.cancel_scope.cancel()  # stopped: no more waiting for a second signal
+
                     unfinished = len(journal.unfinished())
-                    urls = await nursery.start(partial(
-                        serve, loaded, service, host, port, max_queue=max_queue, journal=journal,
-                        drain_timeout=durability.drain_timeout, shutdown_trigger=stop))
+                    urls = await nursery.start(serving)
                     names = ", ".join(sorted(loaded.workflows)) or "no workflows"
                     resumed = f"; resumed {unfinished} unfinished request(s) from {journal_path}" if unfinished else ""
                     print(f"nalarc: serving {names} on {' '.join(urls)} (POST /v1/workflows/NAME; Ctrl-C to stop)"

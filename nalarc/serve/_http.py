@@ -435,6 +435,12 @@ class ServeApp:
         family("nalarc_requests_in_flight", "gauge", "Admitted requests whose workflow has not returned.",
                [({}, self.admitted)])
         family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
+        family("nalarc_requests_replayed_total", "counter", "Idempotent retries answered from the first request.",
+               [({}, self.replayed)])
+        family("nalarc_requests_resumed_total", "counter", "Unfinished journaled requests resumed at start.",
+               [({}, self.resumed)])
+        family("nalarc_draining", "gauge", "1 while the server drains after the shutdown trigger.",
+               [({}, float(self.draining))])
         status = self.service.status()
         if status["workers"]:
             family("nalarc_worker_alive", "gauge", "1 if the worker (process or Ray actor) is alive.",
@@ -523,9 +529,8 @@ async def serve(
     Requests left unfinished in ``journal`` (by a server that was killed or did
     not drain in time) are resumed first.  When ``shutdown_trigger`` returns the
     server drains: POSTs get 503, ``/healthz`` says ``draining``, admitted
-    requests get up to ``drain_timeout`` seconds (or until ``shutdown_trigger``
-    returns a second time) to finish; then it stops and the runs still going
-    are cancelled, staying ``accepted`` in the journal.
+    requests get up to ``drain_timeout`` seconds to finish; then it stops and
+    the runs still going are cancelled, staying ``accepted`` in the journal.
 
     ``task_status.started`` gets the bound URLs (``["http://127.0.0.1:PORT"]``),
     so ``port=0`` picks a free port.  The caller owns ``journal`` (None: one in
@@ -554,19 +559,12 @@ async def serve(
 
 def _draining(asgi: ServeApp, shutdown_trigger: Callable[[], Awaitable[None]],
               drain_timeout: float) -> Callable[[], Awaitable[None]]:
-    """hypercorn's trigger: returns once the server has drained (or the deadline or a second trigger)."""
+    """hypercorn's trigger: returns once the server has drained, or at the deadline."""
 
     async def drained() -> None:
         await shutdown_trigger()
         asgi.start_draining()
-        async with trio.open_nursery() as nursery:
-            nursery.cancel_scope.deadline = trio.current_time() + drain_timeout
-
-            async def first(wait: Callable[[], Awaitable[None]]) -> None:
-                await wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(first, asgi.wait_idle)
-            nursery.start_soon(first, shutdown_trigger)
+        with trio.move_on_after(drain_timeout):
+            await asgi.wait_idle()
 
     return drained
