@@ -267,8 +267,9 @@ def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_q
                           f"{resumed}", file=sys.stderr, flush=True)
                 left = len(journal.unfinished())
                 if left:
-                    print(f"nalarc: stopped with {left} request(s) unfinished; they resume at the next start on "
-                          f"{journal_path or 'this journal'}", file=sys.stderr, flush=True)
+                    what = (f"they resume at the next start on {journal_path}" if journal_path is not None
+                            else "they are lost: the journal was in memory (--state :memory:)")
+                    print(f"nalarc: stopped with {left} request(s) unfinished; {what}", file=sys.stderr, flush=True)
         finally:
             store.close()
             journal.close()

@@ -204,12 +204,17 @@ def test_resumed_requests_count_against_admission(app: LoadedApp, tmp_path: Path
     log, gate, path = tmp_path / "effects.log", tmp_path / "gate", tmp_path / "j.db"
     journal = Journal(path)
     for i in range(2):
-        journal.accept(f"held-{i}", "job", {"tag": f"h{i}", "log": str(log), "gate": str(gate)}, "default", None)
+        journal.accept(f"held-{i}", "job", {"tag": f"h{i}", "log": str(log), "gate": str(gate)}, "default",
+                       f"k-held{i}")
 
     async def scenario(client: httpx.AsyncClient, stop: trio.Event) -> None:
         assert (await client.get("/v1/status")).json()["admitted"] == 2
         refused = await post(client, "job", {"tag": "new", "log": str(log)})
         assert refused.status_code == 429
+        # a retry of a resumed request is no new work: answered at the limit too
+        retry = await post(client, "job", {"tag": "h0", "log": str(log), "gate": str(gate)}, key="k-held0",
+                           query="?async=1")
+        assert retry.status_code == 202 and retry.json()["run_id"] == "held-0"
         gate.touch()
         for i in range(2):
             assert (await until_done(client, f"held-{i}"))["result"] == {"tag": f"H{i}"}
