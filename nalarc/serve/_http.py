@@ -207,6 +207,10 @@ class ServeApp:
     def prune(self) -> int:
         """Forget finished runs past the journal's retention or count, on disk and in memory."""
         pruned = self.journal.prune()
+        self._trim_memory()
+        return pruned
+
+    def _trim_memory(self) -> None:
         cutoff = time.time() - self.journal.retention
         while self._finished:
             oldest = self.runs.get(next(iter(self._finished)))
@@ -215,7 +219,6 @@ class ServeApp:
                 break
             run_id, _ = self._finished.popitem(last=False)
             self.runs.pop(run_id, None)
-        return pruned
 
     async def prune_periodically(self, interval: float = PRUNE_INTERVAL) -> None:
         while True:
@@ -384,7 +387,7 @@ class ServeApp:
         record.settle(ok, value, time.time())
         self._finished[record.run_id] = None
         if len(self._finished) > self.journal.max_runs:
-            self.prune()
+            self._trim_memory()  # the journal itself is pruned periodically: a prune per request costs O(max_runs)
 
     async def _run(self, name: str, inputs: dict[str, Any], session: str) -> tuple[bool, Any]:
         """Run the workflow; (True, JSON-able result) or (False, error body)."""
@@ -411,7 +414,8 @@ class ServeApp:
             "draining": self.draining,
             "uptime_seconds": round(time.time() - self.started, 3),
             "journal": {"path": str(self.journal.path) if self.journal.path else None,
-                        "requests": self.journal.counts(), "resumed_at_start": self.resumed},
+                        "requests": self.journal.counts(), "resumed_at_start": self.resumed,
+                        "runs_in_memory": len(self.runs)},
             "workers": status["workers"],
             "instances": status["instances"],
         }

@@ -282,3 +282,33 @@ def test_drain_finishes_in_flight_refuses_new_and_leaves_the_rest_journaled(app:
     assert [e.run_id for e in journal.unfinished()] == [seen["stuck"]]
     journal.close()
     assert "late" not in effects(log) and "stuck" in effects(log)
+
+
+def test_retention_limits_apply_to_the_journal_and_to_memory(app: LoadedApp, tmp_path: Path) -> None:
+    log, path = tmp_path / "effects.log", tmp_path / "j.db"
+    run_ids: list[str] = []
+
+    async def first(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        for i in range(5):
+            response = await post(client, "job", {"tag": f"t{i}", "log": str(log)}, key=f"k{i}")
+            run_ids.append(response.headers["x-nalarc-run-id"])
+        # memory keeps 2; older runs are still answered from the journal until its next prune
+        status = (await client.get("/v1/status")).json()["journal"]
+        assert status["runs_in_memory"] == 2 and status["requests"] == {"done": 5}
+        assert (await client.get(f"/v1/runs/{run_ids[0]}")).json()["result"] == {"tag": "T0"}
+
+    async def second(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        # pruned at start: only the newest two are left, and the older keys are free again
+        assert [(await client.get(f"/v1/runs/{r}")).status_code for r in run_ids] == [404, 404, 404, 200, 200]
+        again = await post(client, "job", {"tag": "t0", "log": str(log)}, key="k0")
+        assert "idempotent-replayed" not in again.headers and again.json() == {"result": {"tag": "T0"}}
+        kept = await post(client, "job", {"tag": "t4", "log": str(log)}, key="k4")
+        assert kept.headers["idempotent-replayed"] == "true"
+
+    journal = Journal(path, max_runs=2)
+    serving(app, journal, first)
+    journal.close()
+    journal = Journal(path, max_runs=2)
+    serving(app, journal, second)
+    journal.close()
+    assert effects(log) == ["t0", "t1", "t2", "t3", "t4", "t0"]
