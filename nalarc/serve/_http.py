@@ -263,9 +263,9 @@ class ServeApp:
         method, path = scope["method"], scope["path"]
         parts = path.strip("/").split("/")
         routes: list[tuple[bool, str, Callable[[], Awaitable[tuple[int, Any, _Headers]]]]] = [
-            (path == "/healthz", "GET", self._healthz),
-            (path == "/v1/status", "GET", self._status),
-            (len(parts) == 3 and parts[:2] == ["v1", "runs"], "GET", lambda: self._get_run(parts[2])),
+            (path == "/healthz", "GET", lambda: _no_headers(self._healthz())),
+            (path == "/v1/status", "GET", lambda: _no_headers(self._status())),
+            (len(parts) == 3 and parts[:2] == ["v1", "runs"], "GET", lambda: _no_headers(self._get_run(parts[2]))),
             (len(parts) == 3 and parts[:2] == ["v1", "workflows"], "POST",
              lambda: self._post_workflow(scope, receive, parts[2])),
         ]
@@ -285,12 +285,12 @@ class ServeApp:
 
     # -- endpoints ---------------------------------------------------------------
 
-    async def _healthz(self) -> tuple[int, Any, _Headers]:
+    async def _healthz(self) -> tuple[int, Any]:
         if self.draining:  # load balancers take 503 as "send no more here"
-            return 503, {"status": "draining", "admitted": self.admitted}, []
-        return 200, {"status": "ok"}, []
+            return 503, {"status": "draining", "admitted": self.admitted}
+        return 200, {"status": "ok"}
 
-    async def _get_run(self, run_id: str) -> tuple[int, Any, _Headers]:
+    async def _get_run(self, run_id: str) -> tuple[int, Any]:
         record = self.runs.get(run_id)
         if record is None:
             entry = self.journal.get(run_id)
@@ -298,7 +298,7 @@ class ServeApp:
                 raise HttpError(404, f"no run {run_id!r} (finished runs are kept up to {self.journal.max_runs}, "
                                      f"for {self.journal.retention:g} s)")
             record = RunRecord.from_entry(entry)
-        return 200, record.to_json(), []
+        return 200, record.to_json()
 
     async def _post_workflow(self, scope: HTTPScope, receive: ASGIReceiveCallable,
                              name: str) -> tuple[int, Any, _Headers]:
@@ -404,7 +404,7 @@ class ServeApp:
         self.requests[name, "ok"] += 1
         return True, result
 
-    async def _status(self) -> tuple[int, Any, _Headers]:
+    async def _status(self) -> tuple[int, Any]:
         status = self.service.status()
         out: dict[str, Any] = {
             "backend": status["backend"],
@@ -419,7 +419,7 @@ class ServeApp:
             "workers": status["workers"],
             "instances": status["instances"],
         }
-        return 200, out, []
+        return 200, out
 
     def metrics(self) -> str:
         """The Prometheus text exposition of the server and its instances."""
@@ -509,6 +509,11 @@ class ServeApp:
         except RecursionError:  # json's decoder recurses per nesting level ('[' * 100_000)
             raise HttpError(400, "the body is nested too deeply") from None
         return value
+
+
+async def _no_headers(answer: Awaitable[tuple[int, Any]]) -> tuple[int, Any, _Headers]:
+    status, value = await answer
+    return status, value, []
 
 
 def _escape(value: str) -> str:
