@@ -6,6 +6,7 @@ import errno
 import json
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -132,6 +133,11 @@ def run(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (with --serve).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (with --serve; 0: any free port).")] = 8000,
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Requests admitted at once before 429 (with --serve).")] = 1024,
+    journal: Annotated[Optional[Path], typer.Option("--journal", help="SQLite journal of accepted requests (with --serve) [next to --state: STATE.requests.db; in memory with --state :memory:].")] = None,
+    journal_sync: Annotated[str, typer.Option("--journal-sync", help="normal: a commit survives the server being killed; full: also an OS crash (fsync per commit).")] = "normal",
+    journal_retention: Annotated[float, typer.Option("--journal-retention", min=0.001, help="Seconds finished requests (and their idempotency keys) are kept (with --serve) [7 days].")] = 7 * 24 * 3600.0,
+    journal_max_runs: Annotated[int, typer.Option("--journal-max-runs", min=1, help="Finished requests kept at most, newest first (with --serve).")] = 10_000,
+    drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0, help="Seconds admitted requests get to finish after SIGTERM/SIGINT (with --serve); the rest resume at the next start.")] = 30.0,
     load: Annotated[Optional[Path], typer.Option("--load", metavar="TRACE.jsonl", help="Replay a JSONL trace of requests (open loop).")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="R requests/s (open loop): Poisson arrivals of --workflow/--input, or the app's @workload when there is no --input.")] = None,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of arrivals with --rate.")] = 10.0,
@@ -179,7 +185,10 @@ def run(
         )
         try:
             if serve:
-                _serve(loaded, Path(config.state), placement, host, port, max_queue)
+                if journal_sync not in ("normal", "full"):
+                    raise NalarcError(f"--journal-sync must be normal or full, got {journal_sync!r}")
+                durability = _Durability(journal, journal_sync, journal_retention, journal_max_runs, drain_timeout)
+                _serve(loaded, Path(config.state), placement, host, port, max_queue, durability)
                 return
             if load is not None or rate is not None:
                 _load(loaded, Path(config.state), placement, load, rate, duration, workflow,
@@ -202,33 +211,68 @@ def run(
         raise _fail(NalarcError(f"the workflow's result is not JSON-serializable: {exc}")) from None
 
 
-def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_queue: int) -> None:
-    """``--serve``: HTTP until SIGINT / SIGTERM, then a graceful stop."""
+@dataclass(frozen=True)
+class _Durability:
+    """The --journal* and --drain-timeout options of --serve."""
+
+    journal: Optional[Path]
+    sync: str
+    retention: float
+    max_runs: int
+    drain_timeout: float
+
+
+def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_queue: int,
+           durability: _Durability) -> None:
+    """``--serve``: HTTP until SIGINT / SIGTERM, then drain (a second signal stops at once)."""
     import signal
-    from functools import partial
 
     import trio
 
     from ..executor import open_service
     from ..serve import serve
+    from ..serve._journal import Journal, journal_path_for
     from ..executor._statestore import StateStore
+
+    journal_path = durability.journal if durability.journal is not None else journal_path_for(state)
+    journal = Journal(journal_path, sync="full" if durability.sync == "full" else "normal",
+                      retention=durability.retention, max_runs=durability.max_runs)
 
     async def main() -> None:
         store = StateStore(state)
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async def stop() -> None:
-                    async for _ in signals:
-                        return
-
                 async with open_service(loaded, store, placement) as service, trio.open_nursery() as nursery:
-                    urls = await nursery.start(partial(
-                        serve, loaded, service, host, port, max_queue=max_queue, shutdown_trigger=stop))
+                    async def stop() -> None:
+                        async for _ in signals:
+                            nursery.start_soon(stop_now)  # the first signal drains, a second one stops at once
+                            return
+
+                    async def stop_now() -> None:
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
+                            return
+
+                    async def serving(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                        await serve(loaded, service, host, port, max_queue=max_queue, journal=journal,
+                                    drain_timeout=durability.drain_timeout, shutdown_trigger=stop,
+                                    task_status=task_status)
+                        nursery.cancel_scope.cancel()  # stopped: no more waiting for a second signal
+
+                    unfinished = len(journal.unfinished())
+                    urls = await nursery.start(serving)
                     names = ", ".join(sorted(loaded.workflows)) or "no workflows"
-                    print(f"nalarc: serving {names} on {' '.join(urls)} (POST /v1/workflows/NAME; Ctrl-C to stop)",
-                          file=sys.stderr, flush=True)
+                    resumed = f"; resumed {unfinished} unfinished request(s) from {journal_path}" if unfinished else ""
+                    print(f"nalarc: serving {names} on {' '.join(urls)} (POST /v1/workflows/NAME; Ctrl-C to stop)"
+                          f"{resumed}", file=sys.stderr, flush=True)
+                left = len(journal.unfinished())
+                if left:
+                    what = (f"they resume at the next start on {journal_path}" if journal_path is not None
+                            else "they are lost: the journal was in memory (--state :memory:)")
+                    print(f"nalarc: stopped with {left} request(s) unfinished; {what}", file=sys.stderr, flush=True)
         finally:
             store.close()
+            journal.close()
 
     try:
         trio.run(main)

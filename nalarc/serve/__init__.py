@@ -1,5 +1,6 @@
 """Serving a running app: the HTTP front (``nalarc run --serve``) and the load generator
-(``nalarc run --load``), both over an :class:`~nalarc.executor.Service`.
+(``nalarc run --load``), both over an :class:`~nalarc.executor.Service`.  The HTTP
+front journals accepted requests (:class:`Journal`, docs/durability.md).
 
 Nothing here decides where a call runs: that is the executor's.  This layer turns
 requests (HTTP, a trace, a Poisson process, an app's ``@workload``) into
@@ -9,6 +10,7 @@ requests (HTTP, a trace, a Poisson process, an app's ``@workload``) into
 from __future__ import annotations
 
 from ._http import ServeApp as ServeApp
+from ._journal import Journal as Journal
 from ._http import serve as serve
 from ._loadgen import Arrival as Arrival
 from ._loadgen import LoadProgress as LoadProgress
@@ -24,6 +26,7 @@ from ._loadgen import write_report as write_report
 
 __all__ = [
     "Arrival",
+    "Journal",
     "LoadProgress",
     "ServeApp",
     "has_workload",

@@ -1,0 +1,96 @@
+"""What the request journal of ``nalarc run --serve`` costs per request.
+
+Run: ``python benchmarks/journal.py [--requests 5000] [--dir DIR] [--out FILE.json]``
+
+Each request does what the server does for it: the idempotency-key lookup, the
+``accepted`` insert (committed before the server answers 202 / starts the run)
+and the ``done`` update with the result (committed before the final answer);
+timed per request with ``perf_counter_ns``.  Modes: WAL with
+``synchronous=NORMAL`` (the default: a commit survives the server process
+being killed), WAL with ``synchronous=FULL`` (fsync per commit: also survives
+an OS crash / power loss), and in memory (``--state :memory:``).  The files are
+in ``--dir`` (default ``.nalarc/bench-journal`` here: the disk the state store
+would use).  The journal starts with ``--prefill`` finished rows, as a server
+some hours in would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from _common import report
+
+from nalarc.serve._journal import Journal, Sync
+
+INPUTS = {"question": "What were the three largest risks in the 2025 annual report?" * 2, "top_k": 5,
+          "filters": {"year": 2025, "sections": ["risk", "outlook"]}}
+RESULT = {"answer": "x" * 600, "sources": [{"doc": f"d{i}", "score": 0.5 + i / 100} for i in range(5)]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(journal: Journal, requests: int, prefill: int) -> dict[str, Any]:
+    for i in range(prefill):
+        run_id = uuid.uuid4().hex
+        journal.accept(run_id, "research", INPUTS, f"s{i % 100}", f"pre-{i}")
+        journal.finish(run_id, "done", RESULT)
+    accept_us, finish_us, total_us = [], [], []
+    for i in range(requests):
+        run_id, key = uuid.uuid4().hex, f"key-{i}"
+        t0 = time.perf_counter_ns()
+        assert journal.by_key(key) is None
+        journal.accept(run_id, "research", INPUTS, f"s{i % 100}", key)
+        t1 = time.perf_counter_ns()
+        journal.finish(run_id, "done", RESULT)
+        t2 = time.perf_counter_ns()
+        accept_us.append((t1 - t0) / 1000)
+        finish_us.append((t2 - t1) / 1000)
+        total_us.append((t2 - t0) / 1000)
+    return {  # microseconds
+        "n": requests,
+        "accept_p50": percentile(accept_us, 0.5), "accept_p99": percentile(accept_us, 0.99),
+        "finish_p50": percentile(finish_us, 0.5), "finish_p99": percentile(finish_us, 0.99),
+        "p50": percentile(total_us, 0.5), "p99": percentile(total_us, 0.99),
+        "mean": statistics.fmean(total_us), "max": max(total_us),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--prefill", type=int, default=10_000)
+    parser.add_argument("--dir", type=Path, default=Path(".nalarc/bench-journal"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    shutil.rmtree(args.dir, ignore_errors=True)
+    args.dir.mkdir(parents=True)
+    modes: list[tuple[str, Path | None, Sync]] = [
+        ("WAL NORMAL (default)", args.dir / "normal.db", "normal"),
+        ("WAL FULL", args.dir / "full.db", "full"),
+        ("memory", None, "normal"),
+    ]
+    rows = []
+    for name, path, sync in modes:
+        journal = Journal(path, sync=sync, max_runs=10 * (args.requests + args.prefill))
+        try:
+            rows.append({"mode": name, **measure(journal, args.requests, args.prefill)})
+        finally:
+            journal.close()
+    shutil.rmtree(args.dir, ignore_errors=True)
+    report("journal cost per request, us (p50/p99/mean/max: key lookup + accept + finish)", rows,
+           ["mode", "n", "accept_p50", "accept_p99", "finish_p50", "finish_p99", "p50", "p99", "mean", "max"],
+           args.out,
+           {"prefill": args.prefill, "input_bytes": len(str(INPUTS)), "result_bytes": len(str(RESULT))})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The request journal of ``nalarc run --serve``: every accepted request, in SQLite.
+
+A request is written here (``accepted``) before the server acknowledges it, and
+its outcome (``done`` / ``failed`` with the result or error body) before the
+final answer goes out.  A server that starts on a journal resumes every row
+still ``accepted``: those are requests some client was promised, whose outcome
+nobody recorded.
+
+SQLite in WAL mode with ``synchronous=NORMAL`` by default: a commit is in the
+WAL file (the OS page cache) when it returns, so it survives the server process
+being killed; only an OS crash or power loss can drop the last commits (they
+are fsynced at checkpoints).  ``synchronous=FULL`` fsyncs every commit and also
+survives power loss, at the price measured in ``benchmarks/journal.py``
+(docs/durability.md has the figures).
+
+The connection holds the database in exclusive locking mode: one server per
+journal, or two servers would resume the same requests twice.  The lock is the
+OS's, so it goes away with a killed process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .._errors import NalarcError
+
+Status = Literal["accepted", "done", "failed"]
+Sync = Literal["normal", "full"]
+
+#: Finished requests older than this are pruned (seconds): 7 days.
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+#: Finished requests kept at most (the newest).
+DEFAULT_MAX_RUNS = 100_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE,
+    workflow TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    session TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('accepted', 'done', 'failed')),
+    outcome TEXT,
+    accepted_at REAL NOT NULL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS requests_by_finish ON requests (status, finished_at);
+"""
+
+_COLUMNS = "run_id, workflow, inputs, session, idempotency_key, status, outcome, accepted_at, finished_at, attempts"
+
+
+@dataclass
+class Entry:
+    """One journaled request."""
+
+    run_id: str
+    workflow: str
+    inputs: dict[str, Any]
+    session: str
+    idempotency_key: str | None
+    status: Status
+    #: The result when ``done``, the error body when ``failed``, else None.
+    outcome: Any
+    accepted_at: float
+    finished_at: float | None
+    #: 1 + how many times a restart resumed it.
+    attempts: int
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text that is equal for equal values (keys sorted), so bodies compare as text."""
+    return json.dumps(value, sort_keys=True, allow_nan=False, separators=(",", ":"))
+
+
+def journal_path_for(state: Path | None) -> Path | None:
+    """Where the journal goes by default: next to the state store, or in memory with it.
+
+    ``.nalarc/state.db`` -> ``.nalarc/state.requests.db``.  (Not ``state.db-journal``:
+    that is SQLite's own rollback-journal name.)
+    """
+    if state is None or str(state) == ":memory:":
+        return None
+    return state.with_name(f"{state.stem}.requests.db")
+
+
+class Journal:
+    """Accepted requests and their outcomes; not thread-safe (the server's trio thread uses it)."""
+
+    def __init__(self, path: Path | None, *, sync: Sync = "normal", retention: float = DEFAULT_RETENTION,
+                 max_runs: int = DEFAULT_MAX_RUNS) -> None:
+        if retention <= 0 or max_runs < 1:
+            raise ValueError("retention must be positive and max_runs at least 1")
+        self.path, self.retention, self.max_runs = path, retention, max_runs
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; every write below is one statement, one transaction.
+        self._db = sqlite3.connect(str(path) if path is not None else ":memory:", isolation_level=None)
+        try:
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "locked" in str(exc):
+                raise NalarcError(f"the request journal {path} is in use by another server") from None
+            raise NalarcError(f"cannot open the request journal {path}: {exc}") from None
+
+    # -- writes ------------------------------------------------------------------
+
+    def accept(self, run_id: str, workflow: str, inputs: dict[str, Any], session: str,
+               idempotency_key: str | None, now: float | None = None) -> None:
+        """Record an accepted request (committed when this returns)."""
+        self._db.execute(
+            "INSERT INTO requests (run_id, workflow, inputs, session, idempotency_key, status, accepted_at) "
+            "VALUES (?, ?, ?, ?, ?, 'accepted', ?)",
+            (run_id, workflow, canonical_json(inputs), session, idempotency_key, time.time() if now is None else now))
+
+    def finish(self, run_id: str, status: Status, outcome: Any, now: float | None = None) -> None:
+        """Record the outcome of ``run_id`` (committed when this returns)."""
+        if status == "accepted":
+            raise ValueError("finish with done or failed")
+        self._db.execute("UPDATE requests SET status = ?, outcome = ?, finished_at = ? WHERE run_id = ?",
+                         (status, canonical_json(outcome), time.time() if now is None else now, run_id))
+
+    def count_resume(self, run_id: str) -> None:
+        self._db.execute("UPDATE requests SET attempts = attempts + 1 WHERE run_id = ?", (run_id,))
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop finished requests past the retention or beyond the newest ``max_runs``; how many."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        old = self._db.execute("DELETE FROM requests WHERE status != 'accepted' AND finished_at < ?", (cutoff,))
+        extra = self._db.execute(
+            "DELETE FROM requests WHERE status != 'accepted' AND seq NOT IN "
+            "(SELECT seq FROM requests WHERE status != 'accepted' ORDER BY finished_at DESC, seq DESC LIMIT ?)",
+            (self.max_runs,))
+        return old.rowcount + extra.rowcount
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Entry | None:
+        return self._one("run_id = ?", run_id)
+
+    def by_key(self, idempotency_key: str) -> Entry | None:
+        return self._one("idempotency_key = ?", idempotency_key)
+
+    def unfinished(self) -> list[Entry]:
+        """Accepted requests without an outcome, oldest first."""
+        return list(self._entries("status = 'accepted' ORDER BY seq"))
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status").fetchall()
+        return {str(status): int(n) for status, n in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _one(self, where: str, value: str) -> Entry | None:
+        return next(self._entries(where, (value,)), None)
+
+    def _entries(self, where: str, args: tuple[Any, ...] = ()) -> Iterator[Entry]:
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM requests WHERE {where}", args).fetchall():
+            run_id, workflow, inputs, session, key, status, outcome, accepted_at, finished_at, attempts = row
+            yield Entry(run_id, workflow, json.loads(inputs), session, key, status,
+                        None if outcome is None else json.loads(outcome), accepted_at, finished_at, attempts)
