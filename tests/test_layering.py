@@ -1,4 +1,5 @@
-"""The layout shows the architecture: frontend -> ir <- passes; executor -> ir, policies.
+"""The layout shows the architecture: frontend -> ir <- passes; executor -> ir, policies, worker, wire;
+worker -> wire and the runtime, never the driver; wire -> nothing of nalarc but its errors.
 
 Parses every module's imports and fails on an import that crosses a layer the
 wrong way, and checks the public API surface.
@@ -26,7 +27,13 @@ FORBIDDEN = {
     "graph": {"frontend", "passes", "codegen", "executor", "cli", "policies"},
     "llm": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph"},
     "workloads": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph", "llm"},
+    # the worker: core, wire and runtime only (its executor imports are checked module by module below)
+    "worker": {"frontend", "passes", "codegen", "cli", "policies", "graph", "llm", "workloads"},
+    "wire": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads", "worker", "ir"},
 }
+
+#: The runtime, until it moves from the executor to ``nalarc.runtime``: the executor modules a worker may import.
+RUNTIME_IN_EXECUTOR = {"_rt", "_rt_async", "_asyncio_bridge", "_import_time", "_containers", "_exceptions"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -52,6 +59,38 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _targets(path: Path) -> set[str]:
+    """Every nalarc module ``path`` imports, anywhere in it (functions too), as a dotted name."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = parts if parts[-1] == "__init__" else parts[:-1]
+    package = [p for p in package if p != "__init__"]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - (node.level - 1)] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            if target.split(".")[0] == "nalarc":  # the module, and each name as if it were a submodule
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "nalarc")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "worker").glob("*.py")), ids=lambda p: p.name)
+def test_the_worker_never_imports_the_driver(path: Path) -> None:
+    driver = {t for t in _targets(path) if t.startswith("nalarc.executor")
+              and t.split(".")[2:3] and t.split(".")[2] not in RUNTIME_IN_EXECUTOR}
+    assert driver == set(), f"worker/{path.name} imports the driver: {sorted(driver)}"
+    assert not {t for t in _targets(path) if t.startswith("nalarc.policies")}
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "wire").glob("*.py")), ids=lambda p: p.name)
+def test_the_wire_imports_nothing_of_nalarc_but_its_errors(path: Path) -> None:
+    outside = {t for t in _targets(path) if not t.startswith(("nalarc.wire", "nalarc._errors"))}
+    assert outside == set(), f"wire/{path.name} imports {sorted(outside)}"
+
+
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] in FORBIDDEN)
 
 
@@ -74,12 +113,14 @@ def test_public_api() -> None:
         assert hasattr(nalarc, name), name
     public = {n for n in dir(nalarc) if not n.startswith("_")}
     # every public attribute is exported on purpose (submodules aside)
-    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations"}
+    submodules = {"executor", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations",
+                  "wire", "worker"}
     assert public - submodules <= set(nalarc.__all__), sorted(public - submodules - set(nalarc.__all__))
 
 
 def test_subpackages_declare_all() -> None:
-    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads"):
+    for sub in ("ir", "passes", "frontend", "codegen", "executor", "cli", "policies", "graph", "llm", "workloads",
+                "wire", "worker"):
         module = __import__(f"nalarc.{sub}", fromlist=["__all__"])
         assert module.__all__, sub
         for name in module.__all__:
