@@ -208,8 +208,11 @@ class Push(NamedTuple):
     value: Any
 
 
-#: Every message type, for the encoder (they count as plain tuples).
-MESSAGE_TYPES: frozenset[type] = frozenset({
+#: Every message type, in the order of their tags on the wire (a message travels as the plain
+#: tuple ``(tag, *fields)``: see ``_framing.dumps``).  The order is part of the protocol.
+TAGGED: tuple[type[tuple[Any, ...]], ...] = (
     Init, Run, BatchItem, RunBatch, Preempt, Result, Consume, Release, Value, Probe, Shutdown,
     Ready, Done, Call, Need, ProbeReply, Push,
-})
+)
+#: Every message type, for the encoder (they count as plain tuples).
+MESSAGE_TYPES: frozenset[type] = frozenset(TAGGED)

@@ -21,10 +21,11 @@ from nalarc.wire import (
     Result,
     Run,
     RunBatch,
+    Value,
     dumps,
     loads,
 )
-from nalarc.wire._framing import _FrameBuffer, _is_plain
+from nalarc.wire._framing import _TAGS, _FrameBuffer, _is_plain
 
 
 def test_frames_of_every_size_cross_a_blocking_channel() -> None:
@@ -78,7 +79,7 @@ def test_a_frame_over_the_limit_is_refused_before_it_is_read() -> None:
 
 def test_plain_messages_use_the_c_pickler_and_the_rest_cloudpickle() -> None:
     plain = Run(1, "noop#0", "m:noop", None, (1, "a", [2.0, {"k": b"v"}]), {}, "s", "r", None, (), ())
-    assert _is_plain(plain) and dumps(plain) == pickle.dumps(plain, protocol=5)
+    assert _is_plain(plain) and dumps(plain) == pickle.dumps((_TAGS[Run], *plain), protocol=5)
     assert _is_plain(Run(1, "i", "m:k", "f", (DepRef(3),), {}, "s", "r", None, ((3, "w1"),), ()))
     batch = RunBatch("a#0", "m:a", [BatchItem(i, "f", (i,), {}, "s", "r") for i in range(3)])
     assert _is_plain(batch) and loads(dumps(batch)) == batch  # messages nested in messages are plain too
@@ -86,15 +87,16 @@ def test_plain_messages_use_the_c_pickler_and_the_rest_cloudpickle() -> None:
     message = Result(1, True, local)
     assert not _is_plain(message)
     assert loads(dumps(message)).payload(1) == 2
-    assert not _is_plain(("x", list(range(1000))))  # too much to look at: cloudpickle, still correct
-    assert loads(dumps(("x", list(range(1000))))) == ("x", list(range(1000)))
+    many = Value(1, list(range(1000)))
+    assert not _is_plain(many)  # too much to look at: cloudpickle, still correct
+    assert loads(dumps(many)) == many
 
 
 def test_driver_and_worker_sides_exchange_frames_in_order() -> None:
     """send_soon never blocks: what the socket cannot take at once is queued and goes out in order."""
     left, right = socket.socketpair()
     big = b"b" * (8 * 1024 * 1024)  # far more than the socket buffer
-    messages = [("small", i) for i in range(50)] + [("big", big)] + [("after", i) for i in range(50)]
+    messages = [Value(i, "small") for i in range(50)] + [Value(50, big)] + [Value(i, "after") for i in range(50)]
     echoed: list[tuple[Any, ...]] = []
 
     def echo() -> None:

@@ -54,6 +54,12 @@ def test_every_message_type_has_an_example() -> None:
     assert {type(m) for m in EXAMPLES} == _messages.MESSAGE_TYPES
 
 
+def test_the_wire_order_is_the_protocol_s() -> None:
+    """Tags are positions in TAGGED: reordering it changes the protocol (then bump PROTOCOL_VERSION)."""
+    assert [t.__name__ for t in _messages.TAGGED[:3]] == ["Init", "Run", "BatchItem"]
+    assert len(set(_messages.TAGGED)) == len(_messages.TAGGED)
+
+
 def test_the_encoder_knows_every_message_type() -> None:
     """A message class missing from MESSAGE_TYPES would silently take the slow cloudpickle path when nested."""
     defined = {obj for _, obj in inspect.getmembers(_messages, inspect.isclass)
@@ -64,7 +70,8 @@ def test_the_encoder_knows_every_message_type() -> None:
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
 def test_messages_cross_the_wire_with_their_type_and_fields(message: Any) -> None:
     payload = wire.dumps(message)
-    assert payload == pickle.dumps(message, protocol=5)  # plain data: the C pickler, not cloudpickle
+    # a plain tuple (tag, *fields) through the C pickler: no class reference for the peer to look up
+    assert payload == pickle.dumps((_messages.TAGGED.index(type(message)), *message), protocol=5)
     back = wire.loads(payload)
     assert type(back) is type(message) and back == message
     assert back._asdict() == message._asdict()
@@ -73,7 +80,7 @@ def test_messages_cross_the_wire_with_their_type_and_fields(message: Any) -> Non
 def test_a_reference_crosses_the_wire_in_a_call_s_arguments() -> None:
     run = wire.Run(7, "Planner#0", "app:Planner", "plan", (wire.DepRef(3),), {}, "s", "r", None, ((3, "w1"),), ())
     payload = wire.dumps(run)
-    assert payload == pickle.dumps(run, protocol=5)
+    assert pickle.loads(payload)[0] == _messages.TAGGED.index(wire.Run)  # the C pickler: plain data
     (ref,) = wire.loads(payload).args
     assert type(ref) is wire.DepRef and ref.call_id == 3
 
