@@ -319,7 +319,10 @@ def _listen(path: Path) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> None:
-    socket_path, worker_id = (argv or sys.argv[1:])[:2]
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        raise SystemExit("usage: python -m nalarc.worker SOCKET ID  (the run's secret, hex, on standard input)")
+    socket_path, worker_id = args
     secret = bytes.fromhex(sys.stdin.readline().strip())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     peer_dir = str(Path(socket_path).parent)  # the run's private (0700) directory
