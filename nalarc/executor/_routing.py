@@ -20,8 +20,8 @@ object on an emulated cluster.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 from .._api import ATTRIBUTE_WRITE
 from .._errors import NalarcError
@@ -80,7 +80,7 @@ class Router(Generic[W]):
             if instance == controller.id:
                 del routes[route]
 
-    def hosted(self, worker_ids: Any) -> dict[str, int]:
+    def hosted(self, worker_ids: Iterable[str]) -> dict[str, int]:
         """How many instances each worker hosts (every id in ``worker_ids`` included, at 0)."""
         hosted = {worker_id: 0 for worker_id in worker_ids}
         for controller in self.instances.values():
