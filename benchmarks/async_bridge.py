@@ -4,7 +4,7 @@ Run: ``python benchmarks/async_bridge.py [--calls 2000] [--rounds 5] [--out repo
 
 Compiled code runs on trio; user asyncio code (a leaf ``async def`` tool, an
 ``httpx`` coroutine) runs on the process's asyncio loop thread
-(``nalarc/executor/_asyncio_bridge.py``).  Measured, in interleaved rounds, in
+(``nalarc/runtime/_asyncio_bridge.py``).  Measured, in interleaved rounds, in
 microseconds per await (median of the rounds' medians, and p99):
 
 * ``asyncio, native``: a no-op coroutine awaited inside one asyncio loop (the floor
@@ -40,11 +40,13 @@ import trio
 
 from _common import report
 from nalarc import load_app
-from nalarc.executor import Placement, _rt
+from nalarc import runtime as _rt
+from nalarc.executor import Placement
 from nalarc.executor._app import open_backend
-from nalarc.executor._asyncio_bridge import get_loop
 from nalarc.executor._local import run_frame
 from nalarc.executor._statestore import StateStore
+from nalarc.runtime import lowlevel
+from nalarc.runtime.lowlevel import get_loop
 
 APP = '''
 import nalarc
@@ -84,11 +86,11 @@ def asyncio_native_round(calls: int) -> list[float]:
     return asyncio.run(body())
 
 
-async def in_frame(runtime: _rt.Runtime, body: Callable[[], Awaitable[list[float]]]) -> list[float]:
+async def in_frame(runtime: lowlevel.Runtime, body: Callable[[], Awaitable[list[float]]]) -> list[float]:
     return await run_frame(body, (), {}, runtime, "bench", "bench")  # type: ignore[no-any-return]
 
 
-async def aw_round(runtime: _rt.Runtime, make: Callable[[], Any], calls: int) -> list[float]:
+async def aw_round(runtime: lowlevel.Runtime, make: Callable[[], Any], calls: int) -> list[float]:
     async def body() -> list[float]:
         samples = []
         for _ in range(calls):
@@ -111,23 +113,23 @@ async def to_thread_round(calls: int) -> list[float]:
     return samples
 
 
-async def tool_round(runtime: _rt.Runtime, tool: Any, flags: int, calls: int) -> list[float]:
+async def tool_round(runtime: lowlevel.Runtime, tool: Any, flags: int, calls: int) -> list[float]:
     async def body() -> list[float]:
         samples = []
         for i in range(calls):
             started = time.perf_counter()
             future = _rt.call(tool, None, flags, (i,), {})
-            await (_rt.aw(future) if flags & _rt.AWAIT else _rt.m(future))
+            await (_rt.aw(future) if flags & lowlevel.AWAIT else _rt.m(future))
             samples.append(time.perf_counter() - started)
         return samples
 
     return await in_frame(runtime, body)
 
 
-async def async_tool_throughput(runtime: _rt.Runtime, tool: Any, batch: int) -> list[float]:
+async def async_tool_throughput(runtime: lowlevel.Runtime, tool: Any, batch: int) -> list[float]:
     async def body() -> list[float]:
         started = time.perf_counter()
-        futures = [_rt.call(tool, None, _rt.AWAIT, (i,), {}) for i in range(batch)]
+        futures = [_rt.call(tool, None, lowlevel.AWAIT, (i,), {}) for i in range(batch)]
         for future in futures:
             await _rt.aw(future)
         return [batch / (time.perf_counter() - started)]
@@ -167,9 +169,9 @@ async def measure(calls: int, rounds: int, batch: int) -> list[dict[str, Any]]:
                 "bridge: foreign coroutine": lambda: aw_round(local, foreign_noop, calls),
                 "bridge alternative: to_thread(future.result)": lambda: to_thread_round(calls),
                 "sync tool, in-process": lambda: tool_round(local, sync_tool, 0, calls),
-                "leaf async tool, in-process": lambda: tool_round(local, async_tool, _rt.AWAIT, calls),
+                "leaf async tool, in-process": lambda: tool_round(local, async_tool, lowlevel.AWAIT, calls),
                 "sync tool, worker process": lambda: tool_round(remote, sync_tool, 0, calls),
-                "leaf async tool, worker process": lambda: tool_round(remote, async_tool, _rt.AWAIT, calls),
+                "leaf async tool, worker process": lambda: tool_round(remote, async_tool, lowlevel.AWAIT, calls),
             }
             for warm in paths.values():
                 await warm()

@@ -75,7 +75,7 @@ from _common import report  # noqa: E402
 
 import nalarc  # noqa: E402
 from nalarc._api import ComponentSpec, component_spec  # noqa: E402
-from nalarc.executor import _rt  # noqa: E402
+from nalarc.runtime import lowlevel as _rt  # noqa: E402
 from nalarc.executor._controller import Decisions, GlobalController, NodeStore  # noqa: E402
 from nalarc.executor._instance import InstanceController, QueuedCall  # noqa: E402
 from nalarc.executor._local import run_request  # noqa: E402

@@ -45,10 +45,12 @@ import trio
 
 from _common import report
 from nalarc import load_app
-from nalarc.executor import Placement, _rt
+from nalarc import runtime as _rt
+from nalarc.executor import Placement
 from nalarc.executor._app import open_backend
 from nalarc.executor._local import run_frame
 from nalarc.executor._statestore import StateStore
+from nalarc.runtime import lowlevel
 
 APP = '''
 import nalarc
@@ -134,7 +136,7 @@ async def trio_direct_round(fd: int, calls: int) -> list[float]:
     return samples
 
 
-async def nalarc_round(runtime: _rt.Runtime, noop: Any, calls: int) -> list[float]:
+async def nalarc_round(runtime: lowlevel.Runtime, noop: Any, calls: int) -> list[float]:
     async def body() -> list[float]:
         samples = []
         for i in range(calls):
@@ -146,7 +148,7 @@ async def nalarc_round(runtime: _rt.Runtime, noop: Any, calls: int) -> list[floa
     return await run_frame(body, (), {}, runtime, "bench", "bench")  # type: ignore[no-any-return]
 
 
-async def nalarc_throughput(runtime: _rt.Runtime, noop: Any, batch: int) -> float:
+async def nalarc_throughput(runtime: lowlevel.Runtime, noop: Any, batch: int) -> float:
     async def body() -> float:
         started = time.perf_counter()
         pending = [_rt.call(noop, None, 0, (i,), {}) for i in range(batch)]

@@ -52,7 +52,7 @@ import nalarc
 from nalarc import load_app
 from nalarc.executor import Placement, open_service
 from nalarc.executor._app import LoadedApp
-from nalarc.executor._loadgen import (
+from nalarc.serve import (
     Arrival,
     resolve_arrivals,
     run_load,
@@ -151,7 +151,7 @@ async def _served(work: Workload, app: LoadedApp, system: str, arrivals: list[Ar
     try:
         async with open_service(app, store, placement) as service, trio.open_nursery() as nursery:
             nursery.start_soon(_sample_imbalance, service.backend, imbalance)
-            result = await run_load(service, arrivals, progress=False)
+            result = await run_load(service, arrivals)
             nursery.cancel_scope.cancel()
     finally:
         store.close()
@@ -191,7 +191,7 @@ async def _plain(work: Workload, arrivals: list[Arrival]) -> dict[str, Any]:
 
     _client._ENGINES.clear()  # fresh GPUs (empty KV caches) for every run
     module = _import_plain(work)
-    result = await run_load(_PlainService(module), arrivals, progress=False)
+    result = await run_load(_PlainService(module), arrivals)
     result["imbalance"] = {}
     return result
 

@@ -1,7 +1,7 @@
 """Intrinsics in their plain-Python form.
 
 Compiled code never calls these: the compiler replaces each use with the
-runtime's version (``nalarc.executor._rt``).  Uncompiled, every value is
+runtime's version (``nalarc.runtime``).  Uncompiled, every value is
 already computed, so they are trivial.
 """
 

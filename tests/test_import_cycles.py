@@ -6,10 +6,6 @@ included), none for imports inside functions or under ``TYPE_CHECKING``
 (those run later, or never).  Importing a submodule also imports its
 package's ``__init__``; that implicit edge is not counted (every package
 whose ``__init__`` re-exports its submodules would otherwise be a cycle).
-
-The runtime still has cycles of its own (``_rt`` imports ``_rt_async`` and
-``_import_time`` at its end, and they import ``_rt``): they move with it to
-``nalarc.runtime`` and are listed in ``KNOWN`` until they are gone.
 """
 
 from __future__ import annotations
@@ -21,12 +17,6 @@ from pathlib import Path
 import nalarc
 
 PACKAGE = Path(nalarc.__file__).resolve().parent
-
-#: Cycles that exist and are someone else's to break (each the sorted modules of one strongly connected component).
-KNOWN = {
-    ("nalarc.executor._import_time", "nalarc.executor._rt", "nalarc.executor._rt_async"),
-}
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -118,18 +108,12 @@ def test_the_graph_sees_real_imports() -> None:
     graph = import_graph()
     assert "nalarc.wire._framing" in graph["nalarc.wire._handshake"]
     assert "nalarc.executor._routing" in graph["nalarc.executor._backend"]
-    assert "nalarc.executor._rt" in graph["nalarc.executor._backend"]  # from . import _rt
-    assert "nalarc.executor._app" not in graph["nalarc.executor"]  # imported lazily, on first use
+    assert "nalarc.runtime.lowlevel" in graph["nalarc.executor._backend"]  # from ..runtime import lowlevel
+    assert "nalarc.executor._app" in graph["nalarc.executor"]  # a package's __init__ counts too
 
 
 def test_no_import_cycle() -> None:
-    found = set(cycles(import_graph()))
-    assert found - KNOWN == set(), sorted(found - KNOWN)
-
-
-def test_known_cycles_are_still_there() -> None:
-    """When one is broken, drop it from KNOWN (so it cannot come back unnoticed)."""
-    assert KNOWN - set(cycles(import_graph())) == set()
+    assert cycles(import_graph()) == []
 
 
 def test_cycles_are_found() -> None:

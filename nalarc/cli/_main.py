@@ -210,7 +210,7 @@ def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_q
     import trio
 
     from ..executor import open_service
-    from ..executor._serve import serve
+    from ..serve import serve
     from ..executor._statestore import StateStore
 
     async def main() -> None:
@@ -256,16 +256,8 @@ def _load(loaded: Any, state: Path, placement: Any, trace: Optional[Path], rate:
     import trio
 
     from ..executor import open_service
-    from ..executor._loadgen import (
-        has_workload,
-        poisson_arrivals,
-        read_trace,
-        report_table,
-        resolve_arrivals,
-        run_load,
-        workload_arrivals,
-        write_report,
-    )
+    from ..serve import has_workload, poisson_arrivals, read_trace, resolve_arrivals, run_load, workload_arrivals, write_report
+    from ._load import progress_display, report_table
     from ..executor._statestore import StateStore
 
     if trace is not None:
@@ -282,7 +274,8 @@ def _load(loaded: Any, state: Path, placement: Any, trace: Optional[Path], rate:
         store = StateStore(state)
         try:
             async with open_service(loaded, store, placement) as service:
-                return await run_load(service, arrivals, console=err)
+                with progress_display(err, len(arrivals)) as on_progress:
+                    return await run_load(service, arrivals, on_progress=on_progress)
         finally:
             store.close()
 

@@ -38,7 +38,7 @@ from ..frontend._modules import target_names
 from ..ir import STAGE_SHIFT, CallNode, ControlRegion, FunctionIR, FutureNode, MaterializeNode, ModuleIR, Program, Span
 
 RT = "_nalarc_rt"
-_IMPORT = f"from nalarc.executor import _rt as {RT}"
+_IMPORT = f"from nalarc import runtime as {RT}"
 _INTRINSIC_FUNCS = {"value": "value", "available": "available", "as_completed": "as_completed", "current_session": "session_id"}
 
 Expr = cst.BaseExpression

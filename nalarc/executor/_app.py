@@ -134,6 +134,24 @@ class Service:
         self.completed += 1
         return result
 
+    def status(self) -> dict[str, Any]:
+        """A snapshot of the backend as plain data: its name, its workers, its instances."""
+        backend = self.backend
+        if not isinstance(backend, ControlledBackend):
+            return {"backend": "in-process", "workers": [], "instances": []}
+        return {
+            "backend": backend.name,
+            "workers": [{"id": w.id, "pid": w.pid, "alive": w.alive, "calls_in_flight": backend.calls_in_flight(w.id)}
+                        for w in backend.workers.values()],
+            "instances": [
+                {"id": c.id, "component": c.spec.name, "kind": c.spec.kind, "worker": c.worker.id,
+                 "queue_length": c.queue_length, "running": c.running, "completed": c.completed,
+                 "limit": c.limit, "busy_seconds": round(c.busy_seconds, 6),
+                 "waiting_sessions": len(c.waiting_sessions())}
+                for c in backend.instances.values()
+            ],
+        }
+
 
 @contextlib.asynccontextmanager
 async def open_service(

@@ -1,6 +1,6 @@
 """The controlled backend: the core every backend that spreads calls over workers shares.
 
-A *backend* runs component calls for the runtime (:class:`~nalarc.executor._rt.Backend`).
+A *backend* runs component calls for the runtime (:class:`~nalarc.runtime.lowlevel.Backend`).
 :class:`ControlledBackend` composes:
 
 * a pool (``_pool.WorkerPool``: placement and transport, ``_process`` or ``_ray``);
@@ -33,10 +33,10 @@ import trio
 
 from .._api import ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
+from ..runtime import lowlevel as _rt
+from ..runtime.lowlevel import dump_exception
 from ..wire import BatchItem, Call, Deps, Done, Need, Preempt, ProbeReply, PushTargets, Result, Run, RunBatch
-from . import _rt
 from ._controller import GlobalController, NodeStore
-from ._exceptions import dump_exception
 from ._instance import InstanceController, QueuedCall
 from ._local import InProcessBackend
 from ._pool import Placement as Placement

@@ -40,7 +40,7 @@ import trio
 
 from .._api import ComponentSpec
 from ..policies import FutureMetrics, InstanceMetrics
-from . import _rt
+from ..runtime import lowlevel as _rt
 from ._statestore import StateStore
 from ._trace import Tracer
 

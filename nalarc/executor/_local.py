@@ -21,10 +21,10 @@ import trio
 
 from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
+from ..runtime import lowlevel as _rt
+from ..runtime.lowlevel import await_in_loop, run_blocking
 from ..worker._lane import frame_entry as frame_entry
 from ..worker._lane import run_frame as run_frame
-from . import _rt
-from ._asyncio_bridge import await_in_loop, run_blocking
 from ._statestore import StateStore
 from ._trace import Tracer, driver_pid
 

@@ -33,7 +33,7 @@ import trio
 
 from .._errors import NalarcError
 from ..wire import Consume, DepRef, Deps, Probe, ProbeReply, Pushed, PushTargets, Release, Value
-from . import _rt
+from ..runtime import lowlevel as _rt
 from ._instance import InstanceController, WorkerLike
 from ._pool import W, WorkerPool
 from ._routing import Router

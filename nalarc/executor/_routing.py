@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 
 from .._api import ATTRIBUTE_WRITE
 from .._errors import NalarcError
-from . import _rt
+from ..runtime import lowlevel as _rt
 from ._controller import NodeStore
 from ._instance import InstanceController, WorkerLike
 

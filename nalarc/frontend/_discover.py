@@ -33,6 +33,7 @@ from ._modules import NALARC_DECORATORS, NALARC_STATE, ModuleInfo, Symbol, resol
 from .._cst import block_definitions
 from ._scopes import first_required_param, param_names, required_params
 from ._source import span_of
+from ._wrappers import wrapper_chain
 
 MemberKind = Literal["method", "static", "class", "property"]
 
@@ -101,8 +102,10 @@ class Lowerer:
         self.qualnames: dict[int, str] = {}
         #: id(function node) -> ``tool`` / ``workflow``, from its own decorators.
         self.kinds: dict[int, str] = {}
-        #: Qualname -> class-level function definition.
+        #: Qualname -> module- or class-level function definition.
         self.definitions: dict[str, cst.FunctionDef] = {}
+        #: id(nested function node) -> unique local qualname (``f.<locals>.g``).
+        self._nested: dict[int, str] = {}
         self._taken: dict[str, int] = {}
         self._mro: dict[str, tuple[list[ClassModel], bool]] = {}
 
@@ -122,6 +125,33 @@ class Lowerer:
         """``qualname`` the first time it is defined, ``qualname#k`` the k-th time."""
         count = self._taken[qualname] = self._taken.get(qualname, 0) + 1
         return qualname if count == 1 else f"{qualname}#{count}"
+
+    def nested_qualname(self, node: cst.FunctionDef, parent: str) -> str:
+        """The unique local qualname of a function defined in ``parent``'s body."""
+        if id(node) not in self._nested:
+            self._nested[id(node)] = self.unique(f"{parent}.<locals>.{node.name.value}")
+        return self._nested[id(node)]
+
+    def see_through(self, info: ModuleInfo, dec: cst.Decorator) -> str | None:
+        """Qualname of the wrapper the app's decorator ``dec`` returns, if nalarc sees into it
+        (see :mod:`._wrappers`)."""
+        chain = wrapper_chain(dec.decorator, lambda e: self._function_definition(info, e), lambda e: self._external(info, e))
+        if chain is None:
+            return None
+        local = self.qualnames[id(chain[0])]
+        for inner in chain[1:]:
+            local = self.nested_qualname(inner, local)
+        return f"{info.name}:{local}"
+
+    def _function_definition(self, info: ModuleInfo, expr: cst.BaseExpression) -> cst.FunctionDef | None:
+        symbol = self.resolve(info, expr)
+        if symbol is None or symbol.kind != "function" or symbol.rebound:
+            return None
+        return self.definitions.get(symbol.target)
+
+    def _external(self, info: ModuleInfo, expr: cst.BaseExpression) -> str | None:
+        symbol = self.resolve(info, expr)
+        return symbol.target if symbol is not None and symbol.kind == "external" else None
 
     # -- names -------------------------------------------------------------
 
@@ -192,6 +222,7 @@ class Lowerer:
         name = node.name.value
         key = f"{info.name}:{name}"
         local = self.qualnames[id(node)] = self.unique(name)
+        self.definitions[f"{info.name}:{local}"] = node
         for dec, kind, kwargs in self._nalarc_decorators(info, node):
             if kind == "agent":
                 raise self._error(info, dec, "@nalarc.agent expects a class, not a function")

@@ -63,6 +63,7 @@ _TRANSPARENT_DECORATORS = frozenset({
     "builtins.staticmethod", "builtins.classmethod", "abc.abstractmethod", "typing.overload",
     "typing.final", "typing.override", "typing_extensions.overload", "typing_extensions.final",
     "typing_extensions.override", "typing.no_type_check",
+    "functools.wraps",  # copies metadata onto the function and hands it back
 })
 
 # ---------------------------------------------------------------------------
@@ -157,6 +158,7 @@ class FunctionLowerer:
             written_async=self.written_async,
             implicit=implicit,
             opaque_decorators=self._opaque_decorators(),
+            wrappers=self._wrappers(),
             pure=not self.impure and not self.futures and not self.has_dynamic and not self.globals and not self.nonlocals,
             has_dynamic_calls=self.has_dynamic,
             has_intrinsics=self.has_intrinsics,
@@ -184,10 +186,17 @@ class FunctionLowerer:
             return None
         return self.node.params.params[0].name.value
 
+    def _wrappers(self) -> tuple[str, ...]:
+        """Qualnames of the wrappers the app's own decorators put around the function."""
+        found = (self.lowerer.see_through(self.info, dec) for dec in self.node.decorators)
+        return tuple(q for q in found if q is not None)
+
     def _opaque_decorators(self) -> tuple[str, ...]:
         """Decorators that may do anything with the function (and so with a coroutine)."""
         out: list[str] = []
         for dec in self.node.decorators:
+            if self.lowerer.see_through(self.info, dec) is not None:
+                continue
             expr = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
             if self.lowerer.decorator(self.info, dec) is not None:
                 continue  # nalarc's own: they only record metadata
@@ -694,7 +703,7 @@ class FunctionLowerer:
         self.bindings.append(Binding(node.name.value, self.span(node), "plain"))
         for dec in node.decorators:
             self.expr(dec.decorator, DEEP, "store")
-        qual = self.lowerer.unique(f"{self.local_qual}.<locals>.{node.name.value}")
+        qual = self.lowerer.nested_qualname(node, self.local_qual)
         child = FunctionLowerer(self.lowerer, self.info, node, qual, "nested", None, self)
         self.nested += child.run()
         self.callees.add(child.qualname)
@@ -1008,7 +1017,8 @@ class FunctionLowerer:
             if not pure:
                 self.barrier()
                 self.impure = True
-            if res.kind == "frame" and (name != "super" or node.args):
+            # super(C, self) names what it needs: a class and an instance are never pending.
+            if res.kind == "frame" and name != "super":
                 self.warn(node, f"{name}() looks at the caller's frame: arguments are materialized first")
             self.calls.append(CallNode(span, "opaque", res.target))
             if name in ("list", "tuple", "iter", "reversed", "zip", "enumerate", "filter", "map", "dict") and not pure is False:

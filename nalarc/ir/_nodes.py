@@ -234,6 +234,9 @@ class FunctionIR(_Node):
     #: Decorators nalarc does not know: what they do with a coroutine is
     #: unknown, so the function can never be async.
     opaque_decorators: tuple[str, ...] = ()
+    #: Wrappers the app's own decorators put around it (qualnames of nested
+    #: functions, see ``nalarc.frontend._wrappers``): they take its colour.
+    wrappers: tuple[str, ...] = ()
     #: Becomes ``async def`` (set by async lowering).
     is_async: bool = False
     #: Synchronous code that may block on futures (runs in worker threads).

@@ -2,7 +2,9 @@
 
 Reads: each function's component calls, intrinsic and dynamic calls, its
 static callees, and whether Python calls it implicitly (dunders, properties),
-it is a generator, or a decorator nalarc does not know wraps it.
+it is a generator, or a decorator nalarc does not know wraps it.  A function
+and the wrappers the app's own decorators put around it (``functools.wraps``
+style, :attr:`FunctionIR.wrappers`) take one colour together.
 Writes: :attr:`FunctionIR.is_async`, :attr:`FunctionIR.in_scope`,
 :attr:`FunctionIR.is_region`; errors for component calls Python would make
 implicitly; fallback warnings for generators.
@@ -70,6 +72,8 @@ def run(program: Program, ctx: PassContext) -> Program:
     # async) dispatches unknown calls at run time; plain tool bodies stay plain.
     colored: set[str] = set()
     regions: set[str] = set()
+    groups = _wrapper_groups(functions)
+    wrappers = {w for fn in functions.values() for w in fn.wrappers}
     changed = True
     while changed:
         changed = False
@@ -77,9 +81,16 @@ def run(program: Program, ctx: PassContext) -> Program:
         for q, fn in functions.items():
             if q in colored or q in regions:
                 continue
-            wants = _needs_async(fn, q in scope) or any(c in colored or c in regions for c in graph.successors(q))
+            # (The decorator that defines a wrapper only returns it: it takes no colour from it.)
+            wants = _needs_async(fn, q in scope) or any(
+                (c in colored or c in regions) and c not in wrappers for c in graph.successors(q)
+            )
             if wants:
-                (colored if _can_be_async(fn) else regions).add(q)
+                group = groups.get(q, {q})
+                if all(_can_be_async(functions[m]) for m in group):
+                    colored |= group
+                else:
+                    regions.add(q)
                 changed = True
     out: dict[str, FunctionIR] = {}
     for q, fn in functions.items():
@@ -88,6 +99,17 @@ def run(program: Program, ctx: PassContext) -> Program:
             _report_region(fn, program, ctx)
         out[q] = fn.with_changes(is_async=q in colored, in_scope=q in scope, is_region=region)
     return program.replace_functions(out)
+
+
+def _wrapper_groups(functions: dict[str, FunctionIR]) -> dict[str, set[str]]:
+    """Functions and the wrappers the app's decorators put around them, grouped: a wrapper
+    is ``async def`` if and only if what it wraps is, so each group takes one colour."""
+    graph: nx.Graph[str] = nx.Graph()
+    for q, fn in functions.items():
+        for wrapper in fn.wrappers:
+            if wrapper in functions:
+                graph.add_edge(q, wrapper)
+    return {q: set(group) for group in nx.connected_components(graph) for q in group}
 
 
 def _can_be_async(fn: FunctionIR) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._api import Control as Control
+from ._autoscale import Autoscale as Autoscale
 from ._api import FutureMetrics as FutureMetrics
 from ._api import InstanceMetrics as InstanceMetrics
 from ._api import MetricsView as MetricsView
@@ -21,6 +22,7 @@ from ._registry import load_policy as load_policy
 from ._registry import register as register
 
 __all__ = [
+    "Autoscale",
     "LPT",
     "POLICIES",
     "SRTF",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .._errors import PolicyError
 from ._api import Policy
+from ._autoscale import Autoscale
 from ._defaults import Compose, LeastLoaded
 from ._paper import LPT, SRTF, HeadOfLineMigration, RayLike, ResourceReassignment, SessionPriority, StickyFCFS
 
@@ -21,7 +22,7 @@ def register(cls: type[Policy]) -> type[Policy]:
     return cls
 
 
-for _policy in (LeastLoaded, HeadOfLineMigration, ResourceReassignment, SessionPriority, SRTF, LPT, StickyFCFS, RayLike):
+for _policy in (LeastLoaded, Autoscale, HeadOfLineMigration, ResourceReassignment, SessionPriority, SRTF, LPT, StickyFCFS, RayLike):
     register(_policy)
 
 #: Names that stand for a composition (the paper's three default policies, §8.5).

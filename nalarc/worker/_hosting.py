@@ -19,9 +19,8 @@ from typing import Any
 
 from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member, serve_instance
 from .._state import StateTransaction, _instance, _session, bind_transaction
-from ..executor import _rt
-from ..executor._asyncio_bridge import run_blocking
-from ..executor._exceptions import dump_exception
+from ..runtime import lowlevel as _rt
+from ..runtime.lowlevel import dump_exception, run_blocking
 from ..wire import BlockingChannel
 from ._lane import AsyncLane
 
@@ -112,7 +111,7 @@ class Host:
             return run(), None
         with bind_transaction(txn):
             result = run()
-        return result, (_rt._md_now(txn.values) if txn.touched else None)  # compiled code may leave finished futures
+        return result, (_rt.md_now(txn.values) if txn.touched else None)  # compiled code may leave finished futures
 
 
 def code_kind(fn: Any) -> str:

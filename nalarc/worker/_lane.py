@@ -20,7 +20,7 @@ import trio
 
 from .._api import ComponentSpec
 from .._errors import RemoteError
-from ..executor import _rt
+from ..runtime import lowlevel as _rt
 from ..wire import BlockingChannel, Call
 
 

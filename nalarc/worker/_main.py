@@ -46,8 +46,7 @@ from typing import Any
 from .._builddir import load_build
 from .._errors import NalarcError, RemoteError
 from .._state import StateTransaction, _instance
-from ..executor._asyncio_bridge import run_blocking
-from ..executor._containers import substitute
+from ..runtime.lowlevel import run_blocking, substitute
 from ..wire import (
     AuthenticationError,
     BatchItem,

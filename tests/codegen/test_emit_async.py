@@ -97,7 +97,7 @@ async def wf(x):
 def test_an_app_without_components_still_imports_the_runtime_it_uses(tmp_path: Path) -> None:
     """An async workflow (or a dynamic call) compiles even when the app has no component."""
     code = compiled_source(tmp_path, NO_COMPONENTS)
-    assert "from nalarc.executor import _rt as _nalarc_rt\n" in code
+    assert "from nalarc import runtime as _nalarc_rt\n" in code
     runner = InProcessRunner(load_app(tmp_path / "build"))
     assert runner.run("wf", {"x": 21}) == "42"
 

@@ -28,7 +28,7 @@ import pytest
 
 from nalarc._build import BuildResult, build
 
-RT_IMPORT = "from nalarc.executor import _rt as _nalarc_rt"
+RT_IMPORT = "from nalarc import runtime as _nalarc_rt"
 MARK_PURE = re.compile(r"_nalarc_rt\.mark_pure\((\w+)\)")
 
 

@@ -16,7 +16,7 @@ import nalarc
 from nalarc import load_app
 from nalarc._state import _LOCAL_STORE
 from nalarc.executor import Placement, run_requests
-from nalarc.executor._loadgen import resolve_arrivals, workload_arrivals
+from nalarc.serve import resolve_arrivals, workload_arrivals
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import nalarc
 from nalarc import BrokenWorkerError, load_app
 from nalarc._api import component_spec
-from nalarc.executor import Placement, Service, _rt, open_service
+from nalarc.executor import Placement, Service, open_service
+from nalarc.runtime import lowlevel as _rt
 from nalarc.executor import _instance as instance_module
 from nalarc.executor._controller import GlobalController, NodeStore
 from nalarc.executor._instance import InstanceController, QueuedCall

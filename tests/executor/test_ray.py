@@ -26,7 +26,7 @@ from nalarc import BrokenWorkerError, load_app
 from nalarc.executor import Placement, Service
 from nalarc.executor._app import open_service
 from nalarc.executor._ray import RayBackend
-from nalarc.executor._serve import ServeApp
+from nalarc.serve import ServeApp
 from nalarc.executor._statestore import StateStore
 from nalarc.testing import outcome_of_exception
 

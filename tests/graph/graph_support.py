@@ -26,6 +26,7 @@ EXAMPLE_INPUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "software_engineering": ("solve", {"task": "add retries to the parser #1"}),
     "research_assistant": ("research", {"question": "Should I heat my house with a heat pump or solar panels?"}),
     "support_router": ("handle_ticket", {"text": "Customer 4411: my router and printer drop the connection."}),
+    "w1_diamond": ("w1", {"question": "heat pumps"}),
 }
 
 #: A name that tries to break out of every format.

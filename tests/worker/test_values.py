@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from nalarc.executor._containers import substitute
+from nalarc.runtime.lowlevel import substitute
 from nalarc.wire import DepRef
 from nalarc.worker._values import Values
 

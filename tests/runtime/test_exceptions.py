@@ -1,4 +1,4 @@
-"""Exceptions cross processes with their type and attributes (nalarc/executor/_exceptions.py)."""
+"""Exceptions cross processes with their type and attributes (nalarc/runtime/_exceptions.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cloudpickle
 import pytest
 
 from nalarc import RemoteError
-from nalarc.executor._exceptions import dump_exception
+from nalarc.runtime.lowlevel import dump_exception
 
 
 class ServiceError(Exception):

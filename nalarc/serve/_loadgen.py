@@ -1,5 +1,8 @@
 """An open-loop load generator for a :class:`~nalarc.executor.Service` (no HTTP).
 
+It reports its progress to a callback (the CLI draws it with rich): this module
+renders nothing.
+
 Requests are fired at their arrival times whether or not earlier ones have
 finished (open loop), so a slow service builds up concurrency instead of
 slowing the arrivals down.  The exception is a session's follow-up with a
@@ -22,16 +25,14 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import trio
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .._errors import NalarcError
+from ..executor import LoadedApp, bind_inputs
 from ..workloads import Request, Session, is_workload
-from ._app import LoadedApp, bind_inputs
 
 
 @dataclass
@@ -172,8 +173,18 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def run_load(service: Runs, arrivals: list[Arrival], *, console: Console | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+class LoadProgress(NamedTuple):
+    """Where a load run is, each time a request is sent or finishes."""
+
+    total: int
+    sent: int
+    done: int
+    in_flight: int
+    errors: int
+
+
+async def run_load(service: Runs, arrivals: list[Arrival], *,
+                   on_progress: Callable[[LoadProgress], None] | None = None) -> dict[str, Any]:
     """Fire every arrival at its time (open loop); wait for all; return the report.
 
     The report: ``summary`` (see :func:`summarize`, plus ``duration`` seconds,
@@ -183,21 +194,22 @@ async def run_load(service: Runs, arrivals: list[Arrival], *, console: Console |
     ``finished`` (seconds from the start), ``latency``, ``outcome`` (``"ok"``
     or the exception's type name) and ``message``.
     """
-    console = console if console is not None else Console(stderr=True)
     records: list[dict[str, Any]] = [{} for _ in arrivals]
-    concurrency = {"now": 0, "max": 0}
-    display = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.fields[status]}"), console=console, disable=not progress, transient=False)
-    sent_task = display.add_task("sent", total=len(arrivals), status="")
-    done_task = display.add_task("done", total=len(arrivals), status="")
+    concurrency = {"now": 0, "max": 0, "sent": 0}
     counts: Counter[str] = Counter()
     start = trio.current_time()
+
+    def report_progress() -> None:
+        if on_progress is not None:
+            errors = sum(n for k, n in counts.items() if k != "ok")
+            on_progress(LoadProgress(len(arrivals), concurrency["sent"], sum(counts.values()), concurrency["now"], errors))
 
     async def fire(index: int, arrival: Arrival) -> None:
         began = trio.current_time()
         concurrency["now"] += 1
         concurrency["max"] = max(concurrency["max"], concurrency["now"])
-        display.advance(sent_task)
+        concurrency["sent"] += 1
+        report_progress()
         outcome, message = "ok", ""
         try:
             await service.run(arrival.workflow, arrival.inputs, arrival.session)
@@ -212,8 +224,7 @@ async def run_load(service: Runs, arrivals: list[Arrival], *, console: Console |
             "started": began - start, "finished": ended - start, "latency": ended - began,
             "outcome": outcome, "message": message,
         }
-        errors = sum(n for k, n in counts.items() if k != "ok")
-        display.update(done_task, advance=1, status=f"in flight {concurrency['now']}  errors {errors}")
+        report_progress()
 
     async def converse(chain: list[tuple[int, Arrival]]) -> None:
         """One session's requests: open loop, except follow-ups that wait for the previous reply."""
@@ -234,10 +245,9 @@ async def run_load(service: Runs, arrivals: list[Arrival], *, console: Console |
     chains: dict[str, list[tuple[int, Arrival]]] = {}
     for index, arrival in enumerate(arrivals):
         chains.setdefault(arrival.session, []).append((index, arrival))
-    with display:
-        async with trio.open_nursery() as nursery:
-            for chain in chains.values():
-                nursery.start_soon(converse, chain)
+    async with trio.open_nursery() as nursery:
+        for chain in chains.values():
+            nursery.start_soon(converse, chain)
     elapsed = trio.current_time() - start
     summary = summarize(records)
     summary.update(duration=elapsed, throughput=summary["ok"] / elapsed if elapsed > 0 else 0.0,
@@ -249,27 +259,6 @@ async def run_load(service: Runs, arrivals: list[Arrival], *, console: Console |
         "errors": dict(sorted((k, v) for k, v in counts.items() if k != "ok")),
         "requests": records,
     }
-
-
-def report_table(report: dict[str, Any], title: str = "nalarc load") -> Table:
-    """A rich table: one row per workflow (and a total row when there are several)."""
-    table = Table(title=title)
-    for column in ["workflow", "count", "ok", "errors", "mean ms", "p50 ms", "p95 ms", "p99 ms"]:
-        table.add_column(column, justify="left" if column == "workflow" else "right")
-
-    def row(name: str, s: dict[str, Any]) -> None:
-        ms = [("-" if s[k] is None else f"{s[k] * 1000:.1f}") for k in ("mean", "p50", "p95", "p99")]
-        table.add_row(name, str(s["count"]), str(s["ok"]), str(s["errors"]), *ms)
-
-    for name, stats in report["by_workflow"].items():
-        row(name, stats)
-    if len(report["by_workflow"]) != 1:
-        row("total", report["summary"])
-    s = report["summary"]
-    errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "none"
-    table.caption = (f"{s['duration']:.2f} s, {s['throughput']:.1f} ok req/s, "
-                     f"max concurrency {s['max_concurrency']}; errors: {errors}")
-    return table
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:

@@ -21,18 +21,19 @@ from typing import Any
 import trio
 
 from .._api import instance_member, serve_instance
-from . import _rt
+from ._async import run_in_frame
 from ._asyncio_bridge import await_in_loop
-from ._rt_async import CALL, compiled_kind, run_in_frame
+from ._compiled import CALL, compiled_kind
+from ._futures import CallRecord, Runtime, current_frame, frame_var
 
 
 def run_sync(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``fn(*args, **kwargs)`` from uncompiled code (a module's top level): its value."""
-    if compiled_kind(fn) != CALL or _rt._frame.get() is not None:
+    if compiled_kind(fn) != CALL or frame_var.get() is not None:
         return fn(*args, **kwargs)
 
     async def main() -> Any:
-        runtime = _rt.Runtime(_ImportTimeBackend())
+        runtime = Runtime(_ImportTimeBackend())
         return await run_in_frame(lambda: fn(*args, **kwargs), runtime, "default", uuid.uuid4().hex)
 
     return trio.run(main)
@@ -44,10 +45,10 @@ class _ImportTimeBackend:
     def __init__(self) -> None:
         self._instances: dict[type, Any] = {}
 
-    async def execute(self, call: _rt.CallRecord) -> Any:
+    async def execute(self, call: CallRecord) -> Any:
         fn = self._function(call)
         if compiled_kind(fn) is not None:
-            runtime = _rt.current_frame().runtime
+            runtime = current_frame().runtime
             return await run_in_frame(lambda: fn(*call.args, **call.kwargs), runtime, call.session, call.request)
         if inspect.iscoroutinefunction(fn):
             return await await_in_loop(fn(*call.args, **call.kwargs))
@@ -55,9 +56,9 @@ class _ImportTimeBackend:
 
     def run_inline(self, spec: Any, target: Any, method: str | None,
                    args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str) -> Any:
-        return self._function(_rt.CallRecord(spec, target, method, args, kwargs, session_id, "", None))(*args, **kwargs)
+        return self._function(CallRecord(spec, target, method, args, kwargs, session_id, "", None))(*args, **kwargs)
 
-    def _function(self, call: _rt.CallRecord) -> Any:
+    def _function(self, call: CallRecord) -> Any:
         if call.spec.kind == "tool":
             return call.target
         agent_class = call.target.agent_class

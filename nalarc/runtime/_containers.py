@@ -1,6 +1,6 @@
-"""Replacing placeholders inside call arguments (shared by the driver's runtime and the worker).
+"""Replacing placeholders inside call arguments (shared by the runtime, the driver and the worker).
 
-Kept apart from both so that the worker can use it without importing the runtime.
+It depends on nothing else in the runtime.
 """
 
 from __future__ import annotations

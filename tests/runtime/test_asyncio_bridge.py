@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import trio
 
-from nalarc.executor import _rt
-from nalarc.executor._asyncio_bridge import await_in_loop, call_in_loop, get_loop, on_loop_thread, run_blocking
+from nalarc import runtime as _rt
+from nalarc.runtime._asyncio_bridge import await_in_loop, call_in_loop, get_loop, on_loop_thread, run_blocking
 from nalarc.executor._local import InProcessBackend
+from nalarc.runtime.lowlevel import run_in_frame
 
 probe: contextvars.ContextVar[str] = contextvars.ContextVar("probe", default="unset")
 
@@ -116,7 +117,7 @@ def test_run_blocking_refuses_the_loop_thread() -> None:
 def in_frame(body: Callable[[], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         runtime = InProcessBackend().new_runtime()
-        return await _rt.run_in_frame(body, runtime, "s", "request-1", top=True)
+        return await run_in_frame(body, runtime, "s", "request-1", top=True)
 
     return trio.run(main)
 

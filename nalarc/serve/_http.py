@@ -44,8 +44,7 @@ from hypercorn.config import Config
 from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, HTTPScope, Scope
 
 from .._errors import NalarcError
-from ._app import LoadedApp, Service, bind_inputs
-from ._backend import ControlledBackend
+from ..executor import LoadedApp, Service, bind_inputs
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1024 * 1024
@@ -256,26 +255,16 @@ class ServeApp:
         return True, result
 
     async def _status(self) -> tuple[int, Any]:
-        backend = self.service.backend
+        status = self.service.status()
         out: dict[str, Any] = {
-            "backend": backend.name if isinstance(backend, ControlledBackend) else "in-process",
+            "backend": status["backend"],
             "workflows": sorted(self.app.workflows),
             "admitted": self.admitted,
             "max_queue": self.max_queue,
             "uptime_seconds": round(time.time() - self.started, 3),
-            "workers": [],
-            "instances": [],
+            "workers": status["workers"],
+            "instances": status["instances"],
         }
-        if isinstance(backend, ControlledBackend):
-            out["workers"] = [{"id": w.id, "pid": w.pid, "alive": w.alive, "calls_in_flight": backend.calls_in_flight(w.id)}
-                              for w in backend.workers.values()]
-            out["instances"] = [
-                {"id": c.id, "component": c.spec.name, "kind": c.spec.kind, "worker": c.worker.id,
-                 "queue_length": c.queue_length, "running": c.running, "completed": c.completed,
-                 "limit": c.limit, "busy_seconds": round(c.busy_seconds, 6),
-                 "waiting_sessions": len(c.waiting_sessions())}
-                for c in backend.instances.values()
-            ]
         return 200, out
 
     def metrics(self) -> str:
@@ -296,20 +285,19 @@ class ServeApp:
         family("nalarc_requests_in_flight", "gauge", "Admitted requests whose workflow has not returned.",
                [({}, self.admitted)])
         family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
-        backend = self.service.backend
-        if isinstance(backend, ControlledBackend):
+        status = self.service.status()
+        if status["workers"]:
             family("nalarc_worker_alive", "gauge", "1 if the worker (process or Ray actor) is alive.",
-                   [({"worker": w.id, "pid": str(w.pid)}, float(w.alive)) for w in backend.workers.values()])
-            instances = list(backend.instances.values())
-            for name, kind, help_text, attr in [
+                   [({"worker": w["id"], "pid": str(w["pid"])}, float(w["alive"])) for w in status["workers"]])
+            for name, kind, help_text, key in [
                 ("nalarc_instance_queue_length", "gauge", "Calls waiting in the instance's queue.", "queue_length"),
                 ("nalarc_instance_running", "gauge", "Calls the instance is running.", "running"),
                 ("nalarc_instance_completed_total", "counter", "Calls the instance finished.", "completed"),
                 ("nalarc_instance_busy_seconds_total", "counter", "Seconds spent running calls.", "busy_seconds"),
             ]:
                 family(name, kind, help_text, [
-                    ({"instance": c.id, "component": c.spec.name, "worker": c.worker.id}, float(getattr(c, attr)))
-                    for c in instances])
+                    ({"instance": c["id"], "component": c["component"], "worker": c["worker"]}, float(c[key]))
+                    for c in status["instances"]])
         return "\n".join(lines) + "\n"
 
     # -- request parsing ----------------------------------------------------------

@@ -16,17 +16,17 @@ from rich.console import Console
 
 from nalarc import NalarcError, load_app
 from nalarc.executor import LoadedApp, Placement, open_service
-from nalarc.executor._loadgen import (
+from nalarc.serve import (
     Arrival,
     percentile,
     poisson_arrivals,
     read_trace,
-    report_table,
     resolve_arrivals,
     run_load,
     write_report,
 )
 from nalarc.executor._statestore import StateStore
+from nalarc.cli._load import progress_display, report_table
 
 APP = '''
 import time
@@ -75,7 +75,8 @@ def load(app: LoadedApp, arrivals: list[Arrival], workers: int = 0) -> tuple[dic
 
     async def main() -> dict[str, Any]:
         async with open_service(app, StateStore(None), Placement(workers=workers)) as service:
-            return await run_load(service, resolve_arrivals(app, arrivals), console=console)
+            with progress_display(console, len(arrivals)) as on_progress:
+                return await run_load(service, resolve_arrivals(app, arrivals), on_progress=on_progress)
 
     return trio.run(main), buffer.getvalue()
 

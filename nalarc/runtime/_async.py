@@ -1,9 +1,8 @@
-"""The runtime for code the program wrote ``async def``: ``await``, tasks, asyncio's functions.
+"""The runtime for code the program wrote ``async def``: ``await``, tasks, ``async for`` / ``with``.
 
-Generated code reaches these through :mod:`nalarc.executor._rt` (its
-``__all__``).  Three kinds of awaitables meet in compiled async code:
+Three kinds of awaitables meet in compiled async code:
 
-Future (:class:`~nalarc.executor._rt.Pending`)
+Future (:class:`~._futures.Pending`)
     A component call.  One made to a component written ``async def`` is
     *lazy* (flag :data:`~nalarc.ir.AWAIT`): in plain Python the call only
     makes a coroutine, which runs, and raises, where it is awaited.  So its
@@ -12,7 +11,7 @@ Future (:class:`~nalarc.executor._rt.Pending`)
 Native coroutine
     A coroutine of compiled code (its code object is marked by the
     ``compiled``/``compiled_async`` decorators the code generator adds) or of
-    this module (``asyncio.sleep`` on trio): awaited natively on trio, in the
+    the runtime (``asyncio.sleep`` on trio): awaited natively on trio, in the
     same frame when awaited directly, in a child frame of its own when it runs
     concurrently (``gather``, ``create_task``), so each has its own program order.
 Foreign awaitable
@@ -20,145 +19,32 @@ Foreign awaitable
     awaited on the process's asyncio loop thread (:mod:`._asyncio_bridge`),
     after earlier calls settle, as for any effect.
 
-``asyncio.gather``, ``wait_for``, ``sleep``, ``create_task``, ``ensure_future``,
-``shield``, ``as_completed``, ``to_thread``, ``timeout``, ``timeout_at``,
-``get_running_loop``, ``get_event_loop`` and ``run`` called from compiled code are
-looked up by identity (:data:`ASYNCIO_FUNCTIONS`) and run here on trio, since
-their arguments are futures and native coroutines.  ``gather`` raises the
-failure of the *earliest argument in order* (plain asyncio raises the first to
-fail in time; for a deterministic app that is the same unless two fail).
+asyncio's own functions, on trio, are in :mod:`._asyncio_functions`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
-import math
 import types
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
 
 import trio
 
-from ..ir import AWAIT
-from ._asyncio_bridge import await_in_loop, call_in_loop, get_loop
-from ._rt import (
-    Frame,
-    Pending,
-    Runtime,
-    _RegionIter,
-    current_frame,
-    enter_frame,
-    leave_frame,
-    m,
-    md,
-    reconcile,
-    settle,
-    stop_iteration_of,
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# --------------------------------------------------------------------------
-# Compiled functions are marked, never guessed from iscoroutinefunction
-# --------------------------------------------------------------------------
-
-#: Compiled from a synchronous function: its callers await it at once (calling it runs it).
-CALL: Final = "call"
-#: Compiled from an ``async def``: calling it makes a coroutine, awaited where the program says.
-COROUTINE: Final = "coroutine"
-_MARK: Final = "__nalarc_compiled__"
-#: Code objects whose coroutines / async generators are trio code (compiled, or this module's).
-_NATIVE_CODE: set[types.CodeType] = set()
-
-
-def _mark(fn: F, kind: str) -> F:
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        _NATIVE_CODE.add(code)
-    try:
-        setattr(fn, _MARK, kind)
-    except (AttributeError, TypeError):
-        pass
-    return fn
-
-
-def compiled(fn: F) -> F:
-    """Mark a function the compiler made ``async def`` (it was synchronous)."""
-    return _mark(fn, CALL)
-
-
-def compiled_async(fn: F) -> F:
-    """Mark an ``async def`` the compiler compiled (the program wrote it async)."""
-    return _mark(fn, COROUTINE)
-
-
-def compiled_kind(fn: Any) -> str | None:
-    """:data:`CALL`, :data:`COROUTINE`, or None for code nalarc did not compile."""
-    kind = getattr(fn, _MARK, None)
-    return kind if kind == CALL or kind == COROUTINE else None
-
-
-def _native(fn: F) -> F:
-    """This module's coroutine functions: their coroutines are awaited on trio."""
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        _NATIVE_CODE.add(code)
-    return fn
-
-
-def is_native_coroutine(x: Any) -> bool:
-    return type(x) is types.CoroutineType and x.cr_code in _NATIVE_CODE
-
-
-def is_foreign_coroutine_function(fn: Any) -> bool:
-    """User or library ``async def`` (not compiled): calling it only makes a coroutine."""
-    if isinstance(fn, (types.BuiltinFunctionType, type)) or compiled_kind(fn) is not None:
-        return False
-    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
-
-
-_asyncio_types: dict[type, bool] = {}
-
-
-def is_asyncio_bound(fn: Any) -> bool:
-    """A method of an asyncio object (queue, lock, event, loop): it must run on the loop's thread."""
-    owner = getattr(fn, "__self__", None)
-    if owner is None or isinstance(owner, types.ModuleType):
-        return False
-    cls = type(owner)
-    found = _asyncio_types.get(cls)
-    if found is None:
-        found = _asyncio_types[cls] = any(
-            (c.__module__ or "").partition(".")[0] == "asyncio" for c in cls.__mro__
-        )
-    return found
-
-
-_await_flags: dict[tuple[Any, str | None], int] = {}
-
-
-def await_flag(target: Any, method: str | None) -> int:
-    """:data:`AWAIT` if the component (tool function, or agent class + method) is written async."""
-    key = (target, method)
-    flag = _await_flags.get(key)
-    if flag is None:
-        fn = getattr(target, method) if method is not None else target
-        kind = compiled_kind(fn)
-        written_async = kind == COROUTINE or (kind is None and inspect.iscoroutinefunction(fn))
-        flag = _await_flags[key] = AWAIT if written_async else 0
-    return flag
-
+from ._asyncio_bridge import await_in_loop, call_in_loop
+from ._compiled import NATIVE_CODE, is_native_coroutine, native
+from ._futures import Frame, Pending, Runtime, enter_frame, leave_frame
+from ._iteration import stop_iteration_of
+from ._materialize import m, md, reconcile, settle
 
 # --------------------------------------------------------------------------
 # await
 # --------------------------------------------------------------------------
 
 
-class _NativeAwaitable:
+class NativeAwaitable:
     """An awaitable this runtime made (a task, a gather): awaited on trio."""
 
     __slots__ = ()
@@ -175,14 +61,14 @@ async def aw(x: Any) -> Any:
     """``await x`` in compiled code."""
     if type(x) is Pending:
         return await _await_future(x)
-    if type(x) is types.CoroutineType and x.cr_code in _NATIVE_CODE:
+    if type(x) is types.CoroutineType and x.cr_code in NATIVE_CODE:
         return await m(await x)
-    if isinstance(x, _NativeAwaitable):
+    if isinstance(x, NativeAwaitable):
         return await x.result()
-    return await _await_foreign(x)
+    return await await_foreign(x)
 
 
-async def _await_foreign(x: Any) -> Any:
+async def await_foreign(x: Any) -> Any:
     await settle()  # it may have effects: earlier calls first, as for any opaque call
     return await await_in_loop(x)
 
@@ -268,7 +154,7 @@ def _finish(frame: Frame) -> None:
         task.cancel()
 
 
-class Task(_NativeAwaitable):
+class Task(NativeAwaitable):
     """``asyncio.create_task`` in compiled code: a trio task in the frame's nursery."""
 
     __slots__ = ("_event", "_value", "_error", "_scope", "_ended", "__weakref__")
@@ -325,195 +211,35 @@ class Task(_NativeAwaitable):
         return f"<nalarc task {'done' if self.done() else 'running'}>"
 
 
-def _start(x: Any, frame: Frame) -> Pending | _NativeAwaitable:
+def start_concurrently(x: Any, frame: Frame) -> Pending | NativeAwaitable:
     """Make ``x`` run now, concurrently (``ensure_future``)."""
-    if type(x) is Pending or isinstance(x, _NativeAwaitable):
+    if type(x) is Pending or isinstance(x, NativeAwaitable):
         return x  # already running
     if is_native_coroutine(x):
         parent = frame
         return Task(frame, lambda: run_in_frame(lambda: x, parent.runtime, parent.session, parent.request, parent.top))
-    return Task(frame, lambda: _await_foreign(x))
+    return Task(frame, lambda: await_foreign(x))
 
 
-async def _outcome(x: Pending | _NativeAwaitable) -> tuple[bool, Any]:
+async def outcome_of(x: Pending | NativeAwaitable) -> tuple[bool, Any]:
     if type(x) is Pending:
         if not x.lazy:
             return True, await aw(x)  # raises the TypeError plain Python raises
         return await _lazy_outcome(x)
-    assert isinstance(x, _NativeAwaitable)
+    assert isinstance(x, NativeAwaitable)
     try:
         return True, await x.result()
     except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 - an outcome
         return False, error
 
 
-async def _finished(x: Pending | _NativeAwaitable) -> None:
+async def wait_finished(x: Pending | NativeAwaitable) -> None:
     if type(x) is Pending:
         if not x.done():
             await x.wait()
     else:
-        assert isinstance(x, _NativeAwaitable)
+        assert isinstance(x, NativeAwaitable)
         await x.finished()
-
-
-# --------------------------------------------------------------------------
-# asyncio's functions, on trio
-# --------------------------------------------------------------------------
-
-
-class _Gathering(_NativeAwaitable):
-    __slots__ = ("children", "return_exceptions")
-
-    def __init__(self, children: list[Pending | _NativeAwaitable], return_exceptions: bool) -> None:
-        self.children, self.return_exceptions = children, return_exceptions
-
-    async def finished(self) -> None:
-        for child in self.children:
-            await _finished(child)
-
-    async def result(self) -> list[Any]:
-        results = []
-        for child in self.children:  # in argument order: the earliest failure wins
-            ok, outcome = await _outcome(child)
-            if not ok and not self.return_exceptions:
-                raise outcome
-            results.append(outcome)
-        return results
-
-
-def gather(*aws: Any, return_exceptions: bool = False) -> _Gathering:
-    """``asyncio.gather``: every argument starts now; the results come in argument order."""
-    frame = current_frame()
-    return _Gathering([_start(x, frame) for x in aws], return_exceptions)
-
-
-def create_task(coro: Any, *, name: str | None = None, context: Any = None) -> Task:
-    frame = current_frame()
-    started = _start(coro, frame)
-    if isinstance(started, Task):
-        return started
-    return Task(frame, lambda: aw(started))
-
-
-def ensure_future(x: Any, *, loop: Any = None) -> Pending | _NativeAwaitable:
-    return _start(x, current_frame())
-
-
-def shield(x: Any) -> Task:
-    """The inner awaitable runs on; cancelling the shield does not cancel it."""
-    frame = current_frame()
-    inner = _start(x, frame)
-    return Task(frame, lambda: aw(inner))
-
-
-@_native
-async def sleep(delay: float, result: Any = None) -> Any:
-    await trio.sleep(max(0.0, delay))
-    return result
-
-
-@_native
-async def wait_for(x: Any, timeout: float | None) -> Any:
-    """``asyncio.wait_for``: the value of ``x``, or ``TimeoutError`` (``x`` cancelled) after ``timeout`` s."""
-    if timeout is None:
-        return await aw(x)
-    if not (type(x) is Pending or is_native_coroutine(x) or isinstance(x, _NativeAwaitable)):
-        await settle()
-        return await await_in_loop(asyncio.wait_for(x, timeout))  # foreign: asyncio's own
-    started = _start(x, current_frame())
-    with trio.move_on_after(max(0.0, timeout)):
-        return await aw(started)
-    if isinstance(started, Task):
-        started.cancel()
-    raise TimeoutError
-
-
-class _NextCompleted(_NativeAwaitable):
-    __slots__ = ("receive",)
-
-    def __init__(self, receive: trio.MemoryReceiveChannel[Pending | _NativeAwaitable]) -> None:
-        self.receive = receive
-
-    async def finished(self) -> None:
-        raise TypeError("an as_completed item cannot be started on its own")
-
-    async def result(self) -> Any:
-        return await aw(await self.receive.receive())
-
-
-def as_completed(aws: Iterable[Any], *, timeout: float | None = None) -> Iterator[_NextCompleted]:
-    """``asyncio.as_completed``: awaitables that give the results in completion order."""
-    inner = aws.it if type(aws) is _RegionIter else aws
-    if asyncio.isfuture(inner) or asyncio.iscoroutine(inner):  # a generator too, before Python 3.12
-        # asyncio's is a generator function: it raises when first iterated.
-        return _raise_when_iterated(TypeError(f"expect an iterable of futures, not {type(inner).__name__}"))
-    frame = current_frame()
-    children = [_start(x, frame) for x in aws]
-    send, receive = trio.open_memory_channel[Pending | _NativeAwaitable](math.inf)
-
-    async def report(child: Pending | _NativeAwaitable) -> None:
-        await _finished(child)
-        send.send_nowait(child)
-
-    for child in children:
-        frame.nursery.start_soon(report, child)
-    return iter([_NextCompleted(receive) for _ in children])
-
-
-def _raise_when_iterated(error: Exception) -> Iterator[Any]:
-    raise error
-    yield  # a generator function
-
-
-@_native
-async def to_thread(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    args, kwargs = await md(args), await md(kwargs)
-    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-
-
-def get_running_loop() -> asyncio.AbstractEventLoop:
-    """The loop foreign awaitables run on (scheduling compiled coroutines on it is not supported)."""
-    return get_loop()
-
-
-class Timeout:
-    """``asyncio.timeout`` / ``timeout_at`` on trio: a cancel scope, ``TimeoutError`` when it expires."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self._scope: trio.CancelScope | None = None
-
-    def when(self) -> float:
-        return self.deadline
-
-    @_native
-    async def __aenter__(self) -> Timeout:
-        self._scope = trio.CancelScope(deadline=self.deadline)
-        self._scope.__enter__()
-        return self
-
-    @_native
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        assert self._scope is not None
-        swallowed = self._scope.__exit__(exc_type, exc, tb)
-        if self._scope.cancelled_caught:
-            raise TimeoutError from exc
-        return bool(swallowed)
-
-
-def timeout(delay: float | None) -> Timeout:
-    return Timeout(math.inf if delay is None else trio.current_time() + delay)
-
-
-def timeout_at(when: float | None) -> Timeout:
-    if when is None:
-        return Timeout(math.inf)
-    return Timeout(trio.current_time() + (when - get_loop().time()))
-
-
-async def run(main: Any, *, debug: bool | None = None) -> Any:
-    """``asyncio.run(main)`` from (compiled) synchronous code: the value of ``main``."""
-    return await aw(main)
 
 
 # --------------------------------------------------------------------------
@@ -540,7 +266,7 @@ def anext_(iterator: Any, default: Any = _NO_DEFAULT, /) -> Any:
     return anext(iterator) if default is _NO_DEFAULT else anext(iterator, default)
 
 
-@_native
+@native
 async def _anext_native(agen: AsyncIterator[Any], default: Any) -> Any:
     try:
         return await agen.__anext__()
@@ -564,30 +290,9 @@ def agen_step(fn: Any) -> Callable[..., Any] | None:
     return None
 
 
-@_native
+@native
 async def _agen_step(step: Awaitable[Any]) -> Any:
     return await step
-
-
-#: Called from compiled code, these give their value, not an awaitable (``dyn`` awaits them).
-ASYNCIO_BLOCKING: Final[dict[Any, Callable[..., Awaitable[Any]]]] = {asyncio.run: run}
-
-#: asyncio's functions (and ``anext``) as compiled code calls them (looked up by identity in ``dyn``).
-ASYNCIO_FUNCTIONS: Final[dict[Any, Callable[..., Any]]] = {
-    asyncio.gather: gather,
-    asyncio.wait_for: wait_for,
-    asyncio.sleep: sleep,
-    asyncio.create_task: create_task,
-    asyncio.ensure_future: ensure_future,
-    asyncio.shield: shield,
-    asyncio.as_completed: as_completed,
-    asyncio.to_thread: to_thread,
-    asyncio.timeout: timeout,
-    asyncio.timeout_at: timeout_at,
-    asyncio.get_running_loop: get_running_loop,
-    asyncio.get_event_loop: get_running_loop,
-    anext: anext_,
-}
 
 
 # --------------------------------------------------------------------------
@@ -643,7 +348,7 @@ class _ForeignAsyncIter:
 
 
 def _is_native_agen(x: Any) -> bool:
-    return type(x) is types.AsyncGeneratorType and x.ag_code in _NATIVE_CODE
+    return type(x) is types.AsyncGeneratorType and x.ag_code in NATIVE_CODE
 
 
 def aiter_async(iterable: Any) -> AsyncIterator[Any]:
@@ -683,4 +388,3 @@ async def acm_exit(cm: Any, error: BaseException | None) -> bool:
 async def call_asyncio_bound(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """A synchronous method of an asyncio object, on the loop's thread."""
     return await call_in_loop(fn, *args, **kwargs)
-

@@ -27,7 +27,7 @@ import trio
 
 from nalarc import load_app
 from nalarc.executor import LoadedApp, Placement, Service, open_service
-from nalarc.executor._serve import serve
+from nalarc.serve import serve
 from nalarc.executor._statestore import StateStore
 
 APP = '''
