@@ -26,9 +26,9 @@ the round's priorities (in a real deployment, spread over the nodes).  The
 
 (b) Per-future decision.
   two-level: what happens when a call arrives with decisions installed, as
-      ``ProcessBackend.execute`` does it: the priority lookup, a ``QueuedCall``,
-      ``ProcessBackend._route`` (the executor's routing code, applied to the
-      emulated cluster: session route, weights, else least loaded), and
+      ``ControlledBackend.execute`` does it: the priority lookup, a ``QueuedCall``,
+      ``Router.route`` (the executor's router, ``nalarc.executor._routing``, over
+      the emulated cluster's instances: session route, weights, else least loaded), and
       ``InstanceController.submit`` (heap push, session index, preemption check).
   one-level: the global controller decides every future itself: the call is
       placed as above and the controller runs a full ``step()`` (collect the
@@ -39,8 +39,8 @@ the round's priorities (in a real deployment, spread over the nodes).  The
   before each arrival, so the number of live futures stays N).
 
 Memory.  A compiled app (``main(n)`` fans out ``n`` agent calls) runs requests
-on a runtime whose backend is the emulated cluster, through whatever
-``ProcessBackend`` uses to take a call (``start_call``, ``execute``); no call
+on a runtime whose backend is the emulated cluster, taking calls as
+``ControlledBackend`` does (``start_call``: the router, then the instance's queue); no call
 ever finishes, so every future stays pending with all the driver holds for it
 (its ``Pending``, ``CallRecord``, ``QueuedCall``, any task waiting on it).
 tracemalloc measures bytes per pending future and per in-flight request; the
@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import inspect
 import json
 import random
 import resource
@@ -80,7 +79,7 @@ from nalarc.runtime import lowlevel as _rt  # noqa: E402
 from nalarc.executor._controller import Decisions, GlobalController, NodeStore  # noqa: E402
 from nalarc.executor._instance import InstanceController, QueuedCall  # noqa: E402
 from nalarc.executor._local import run_request  # noqa: E402
-from nalarc.executor._process import ProcessBackend  # noqa: E402
+from nalarc.executor._routing import Router  # noqa: E402
 from nalarc.executor._statestore import StateStore  # noqa: E402
 from nalarc.policies import SRTF, Compose, LeastLoaded  # noqa: E402
 
@@ -135,31 +134,31 @@ class Node:
 
 
 class EmulatedCluster:
-    """K nodes x the given agents, with what the global controller and the executor's routing read."""
+    """K nodes x the given agents, with what the global controller reads, routed by the executor's own router."""
 
     def __init__(self, nodes: int, nursery: trio.Nursery, agents: list[tuple[ComponentSpec, Any, str]] = AGENTS) -> None:
         decisions = Decisions()
         self.nodes = [Node(k, decisions, nursery) for k in range(nodes)]
         self.node_store = self.nodes[0].node_store  # decisions are shared: any node's store serves
-        self.instances: dict[str, InstanceController[Node]] = {}
-        self.by_component: dict[str, list[str]] = {}
-        self.sticky: dict[tuple[str, str], str] = {}
+        #: The executor's routing (``nalarc.executor._routing``), over the emulated instances.
+        self.router: Router[Node] = Router(self.node_store)
+        self.instances, self.by_component, self.sticky = self.router.instances, self.router.by_component, self.router.sticky
         for node in self.nodes:
             for spec, _, _ in agents:
-                instance = f"{spec.name}#{node.id}"
-                self.instances[instance] = InstanceController(node, instance, spec, node, LIMIT)
-                self.by_component.setdefault(spec.key, []).append(instance)
+                self.router.add(InstanceController(node, f"{spec.name}#{node.id}", spec, node, LIMIT))
 
-    def __getattr__(self, name: str) -> Any:
-        """The executor's routing and execution (``_route``, ``execute``, ``start_call`` and what they call)
-        are ProcessBackend's own methods, bound to this cluster: the real code, not a copy.  They read
-        only ``by_component``, ``instances``, ``sticky`` and ``node_store``."""
-        function = getattr(ProcessBackend, name)  # AttributeError if the backend has none either
-        if not inspect.isfunction(function):
-            raise AttributeError(name)
-        bound = function.__get__(self)
-        setattr(self, name, bound)  # found directly next time (this is on the timed path)
-        return bound
+    def start_call(self, call: _rt.CallRecord) -> bool:
+        """How ``ControlledBackend.start_call`` takes a ready call (the emulated agents have no retries,
+        timeouts or pending inputs): routed, then queued at its instance."""
+        self.router.route(call).submit(QueuedCall(call, priority=0))
+        return True
+
+    async def execute(self, call: _rt.CallRecord) -> Any:
+        """``ControlledBackend.execute`` without retries or timeouts: queued, then waited for."""
+        entry = QueuedCall(call, priority=self.node_store.decisions.priority(call.session, call.spec.name))
+        self.router.route(call).submit(entry)
+        await entry.done.wait()
+        return entry.payload
 
     def retire(self, controller: InstanceController[Any]) -> None:
         raise NotImplementedError("the emulation keeps its instances")
@@ -172,10 +171,10 @@ class EmulatedCluster:
 
 
 def two_level(cluster: EmulatedCluster, call: _rt.CallRecord) -> None:
-    """A call arrives; the component level places it under the installed decisions (ProcessBackend.execute's first lines)."""
+    """A call arrives; the component level places it under the installed decisions (ControlledBackend.execute's first lines)."""
     priority = cluster.node_store.decisions.priority(call.session, call.spec.name)
     entry = QueuedCall(call, priority=priority)
-    cluster._route(call).submit(entry)
+    cluster.router.route(call).submit(entry)
 
 
 def one_level(cluster: EmulatedCluster, controller: GlobalController, call: _rt.CallRecord) -> None:
@@ -330,7 +329,7 @@ def measure_decisions(cluster: EmulatedCluster, controller: GlobalController, wo
     row = _percentiles("two_level", time_decisions(workload, lambda c: two_level(cluster, c), samples, 2.0))
     one = time_decisions(workload, lambda c: one_level(cluster, controller, c), samples, 1.5)
     row |= _percentiles("one_level", one) | {"one_level_samples": len(one)}
-    cluster.node_store.decisions.weights.clear()  # routing falls back to ProcessBackend._route's least-loaded scan
+    cluster.node_store.decisions.weights.clear()  # routing falls back to Router.route's least-loaded scan
     scan = time_decisions(workload, lambda c: two_level(cluster, c), samples, 2.0)
     return row | {"two_level_scan_us": statistics.fmean(scan) * 1e6}
 

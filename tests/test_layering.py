@@ -1,4 +1,5 @@
-"""The layout shows the architecture: frontend -> ir <- passes; executor -> runtime, ir, policies; serve -> executor.
+"""The layout shows the architecture: frontend -> ir <- passes; executor -> runtime, ir, policies; serve -> executor;
+executor -> worker, wire; worker -> runtime, wire, never the driver; wire -> nothing of nalarc but its errors.
 
 Parses every module's imports and fails on an import that crosses a layer the
 wrong way, and checks the public API surface.
@@ -23,13 +24,18 @@ FORBIDDEN = {
     # codegen emits the runtime's names as text: it never imports the runtime
     "codegen": {"executor", "cli", "policies", "passes", "runtime"},
     # what generated code imports: nothing of the driver, the policies or the compiler
-    "runtime": {"executor", "policies", "cli", "frontend", "passes", "codegen", "serve"},
+    "runtime": {"executor", "policies", "cli", "frontend", "passes", "codegen", "serve", "worker", "wire"},
     "executor": {"frontend", "passes", "codegen", "cli", "serve"},
     "serve": {"frontend", "passes", "codegen", "cli", "policies", "graph"},
     "policies": {"frontend", "passes", "codegen", "cli"},
     "graph": {"frontend", "passes", "codegen", "executor", "cli", "policies"},
     "llm": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph"},
     "workloads": {"frontend", "passes", "codegen", "executor", "cli", "policies", "graph", "llm"},
+    # the worker: nalarc's core, the wire and the runtime; never the driver
+    "worker": {"executor", "policies", "serve", "frontend", "passes", "codegen", "cli", "graph", "llm", "workloads"},
+    # the wire: nothing of nalarc but its errors (see test_the_wire_imports_nothing_of_nalarc_but_its_errors)
+    "wire": {"executor", "worker", "runtime", "policies", "serve", "frontend", "passes", "codegen", "cli", "graph", "llm",
+             "workloads", "ir"},
 }
 
 
@@ -54,6 +60,30 @@ def _imports(path: Path) -> set[str]:
                 if alias.name.startswith("nalarc."):
                     found.add(alias.name.split(".")[1])
     return found
+
+
+def _targets(path: Path) -> set[str]:
+    """Every nalarc module ``path`` imports, anywhere in it (functions too), as a dotted name."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = parts if parts[-1] == "__init__" else parts[:-1]
+    package = [p for p in package if p != "__init__"]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - (node.level - 1)] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            if target.split(".")[0] == "nalarc":  # the module, and each name as if it were a submodule
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "nalarc")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "wire").glob("*.py")), ids=lambda p: p.name)
+def test_the_wire_imports_nothing_of_nalarc_but_its_errors(path: Path) -> None:
+    outside = {t for t in _targets(path) if not t.startswith(("nalarc.wire", "nalarc._errors"))}
+    assert outside == set(), f"wire/{path.name} imports {sorted(outside)}"
 
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] in FORBIDDEN)
@@ -103,12 +133,14 @@ def test_public_api() -> None:
         assert hasattr(nalarc, name), name
     public = {n for n in dir(nalarc) if not n.startswith("_")}
     # every public attribute is exported on purpose (submodules aside)
-    submodules = {"executor", "runtime", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations", "serve"}
+    submodules = {"executor", "runtime", "frontend", "ir", "passes", "codegen", "cli", "testing", "policies", "graph", "llm", "workloads", "annotations", "serve",
+                  "wire", "worker"}
     assert public - submodules <= set(nalarc.__all__), sorted(public - submodules - set(nalarc.__all__))
 
 
 def test_subpackages_declare_all() -> None:
-    for sub in ("ir", "passes", "frontend", "codegen", "executor", "runtime", "runtime.lowlevel", "cli", "policies", "graph", "llm", "workloads", "serve"):
+    for sub in ("ir", "passes", "frontend", "codegen", "executor", "runtime", "runtime.lowlevel", "cli", "policies", "graph", "llm", "workloads", "serve",
+                "wire", "worker"):
         module = __import__(f"nalarc.{sub}", fromlist=["__all__"])
         assert module.__all__, sub
         for name in module.__all__:

@@ -23,6 +23,8 @@ from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
 from ..runtime import lowlevel as _rt
 from ..runtime.lowlevel import await_in_loop, run_blocking
+from ..worker._lane import frame_entry as frame_entry
+from ..worker._lane import run_frame as run_frame
 from ._statestore import StateStore
 from ._trace import Tracer, driver_pid
 
@@ -180,33 +182,6 @@ async def _invoke(fn: Any, call: _rt.CallRecord, runtime: _rt.Runtime) -> Any:
         limiter=runtime.thread_limiter,
         abandon_on_cancel=True,
     )
-
-
-def frame_entry(fn: Any, runtime: _rt.Runtime) -> Any:
-    """``fn`` as the async function a frame runs: synchronous code goes to a thread
-    (it blocks, on I/O or on futures through ``trio.from_thread``)."""
-    if inspect.iscoroutinefunction(fn):
-        return fn
-
-    async def in_thread(*args: Any, **kwargs: Any) -> Any:
-        return await trio.to_thread.run_sync(
-            functools.partial(fn, *args, **kwargs), limiter=runtime.thread_limiter, abandon_on_cancel=True
-        )
-
-    return in_thread
-
-
-async def run_frame(
-    fn: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    runtime: _rt.Runtime,
-    session_id: str,
-    request_id: str,
-    top: bool = False,
-) -> Any:
-    """Run compiled async code in a frame of its own; return its deep value."""
-    return await _rt.run_in_frame(lambda: fn(*args, **kwargs), runtime, session_id, request_id, top)
 
 
 async def run_request(

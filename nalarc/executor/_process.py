@@ -1,4 +1,4 @@
-"""The process backend: worker processes on this machine (nalarc's :class:`~nalarc.executor._backend.WorkerPool`).
+"""The process backend: worker processes on this machine X.
 
 Topology: the driver (this process) runs compiled workflow code for many
 requests under trio, and one component-level controller per instance
@@ -10,7 +10,7 @@ processes host the instances.  This module is their placement and transport:
   live on in the new process;
 * transport: each worker connects back to a Unix socket in a private (0700)
   directory and proves it knows the run's secret before anything is
-  unpickled (``_transport``); messages go out with one ``writev`` from the
+  unpickled (``nalarc.wire``); messages go out with one ``writev`` from the
   task that sends them, and replies come in through one read loop per worker.
 
 State (:class:`ProcessPool`):
@@ -31,10 +31,11 @@ import trio
 
 from .._api import ComponentSpec, component_spec
 from .._errors import NalarcError
-from ._backend import ControlledBackend, PoolEvents, fewest_hosted
-from ._backend import Placement as Placement
+from ..wire import ConnectionClosed, FramedStream, Init, Ready, Shutdown, accept_worker, dumps
+from ._backend import ControlledBackend
+from ._pool import Placement as Placement
+from ._pool import PoolEvents, fewest_hosted
 from ._statestore import StateStore
-from ._transport import ConnectionClosed, FramedStream, accept_worker, dumps
 
 
 class WorkerHandle:
@@ -100,7 +101,7 @@ class ProcessPool:
         for worker in self._workers.values():
             if worker.conn is not None:
                 try:
-                    await worker.conn.send(("shutdown",))
+                    await worker.conn.send(Shutdown())
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
         with trio.move_on_after(5):
@@ -116,7 +117,7 @@ class ProcessPool:
 
     async def _spawn(self, worker_id: str) -> WorkerHandle:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "nalarc.executor._worker_main", self.socket_path, worker_id],
+            [sys.executable, "-m", "nalarc.worker", self.socket_path, worker_id],
             stdin=-1,  # subprocess.PIPE
         )
         assert process.stdin is not None
@@ -142,17 +143,17 @@ class ProcessPool:
             await conn.aclose()
             return
         worker.conn = conn
-        await conn.send(("init", str(self.build_dir.resolve())))
+        await conn.send(Init(str(self.build_dir.resolve())))
         self.nursery.start_soon(self._read_loop, worker)
 
     async def _read_loop(self, worker: WorkerHandle) -> None:
-        """Every message from one worker, in order: to the backend (``ready`` is the pool's own)."""
+        """Every message from one worker, in order: to the backend (``Ready`` is the pool's own)."""
         assert worker.conn is not None and self._events is not None
         received = self._events.received
         try:
             while True:
                 for message in await worker.conn.receive_batch():
-                    if message[0] == "ready":
+                    if type(message) is Ready:
                         worker.ready.set()
                     else:
                         received(worker, message)

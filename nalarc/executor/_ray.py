@@ -1,11 +1,11 @@
-"""The Ray backend: nalarc's worker code in Ray actors (a :class:`~nalarc.executor._backend.WorkerPool` over Ray).
+"""The Ray backend: nalarc's worker code in Ray actors (a :class:`~nalarc.executor._pool.WorkerPool` over Ray).
 
 Everything that decides (the component-level controllers, routing, the global
 controller and its policies, supervision of calls in flight, managed state)
 is the shared core, :class:`~nalarc.executor._backend.ControlledBackend`,
 unchanged.  This module is placement and transport only:
 
-* a worker is a Ray actor (``_WorkerActor``) hosting ``_worker_main.Worker``,
+* a worker is a Ray actor (``nalarc.worker._actor.WorkerActor``) hosting ``nalarc.worker.Worker``,
   the code a worker process runs, behind a socket pair inside the actor: the
   calls run on the same leader/follower threads, in the same order;
 * the app's build directory goes into Ray's object store once and every
@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
-import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,9 +42,11 @@ import trio
 
 from .._api import ComponentSpec
 from .._errors import NalarcError
-from ._backend import ControlledBackend, Placement, PoolEvents, fewest_hosted
+from ..wire import Ready, dumps, loads
+from ..worker._actor import WorkerActor
+from ._backend import ControlledBackend
+from ._pool import Placement, PoolEvents, fewest_hosted
 from ._statestore import StateStore
-from ._transport import BlockingChannel, dumps, loads
 
 #: Seconds to wait for a new actor to load the app and say it is ready.
 _READY_TIMEOUT = 120.0
@@ -59,42 +58,6 @@ def _ray() -> Any:
     except ImportError:
         raise NalarcError("the Ray backend needs Ray: pip install 'nalarc[ray]'") from None
     return ray
-
-
-class _WorkerActor:
-    """Runs in a Ray actor (threaded: ``deliver`` and ``replies`` each have a thread)."""
-
-    def __init__(self, worker_id: str, build_files: dict[str, bytes]) -> None:
-        from ._worker_main import POOL_SIZE, Worker
-
-        build_dir = Path(tempfile.mkdtemp(prefix="nalarc-build-"))
-        for name, data in build_files.items():
-            path = build_dir / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        worker_end, our_end = socket.socketpair()
-        self._link = BlockingChannel(our_end)
-        worker = Worker(BlockingChannel(worker_end), worker_id)  # no peers: values come from the driver
-        for _ in range(POOL_SIZE):
-            worker.start_thread()
-        self._link.send(("init", str(build_dir)))  # the worker answers ("ready", pid)
-        self._next = 0
-        self._held: dict[int, list[bytes]] = {}
-        self._lock = threading.Lock()
-
-    def deliver(self, seq: int, payloads: list[bytes]) -> None:
-        """Messages for the worker, written in ``seq`` order whatever order Ray runs the calls in."""
-        with self._lock:
-            self._held[seq] = payloads
-            while self._next in self._held:
-                for payload in self._held.pop(self._next):
-                    self._link.send_bytes(payload)
-                self._next += 1
-
-    def replies(self) -> list[bytes]:
-        """Every message the worker has sent (waits for at least one)."""
-        first = self._link.receive_bytes()
-        return [bytes(first), *map(bytes, self._link.received_frames())]
 
 
 class RayWorker:
@@ -162,7 +125,7 @@ class RayPool:
         # SPREAD: on a cluster, the workers go to different nodes (as worker processes use different cores).
         self._files = ray.put(_build_files(self.build_dir))
         self._actor_class = ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"deliver": 1},
-                                       scheduling_strategy="SPREAD")(_WorkerActor)
+                                       scheduling_strategy="SPREAD")(WorkerActor)
         for index in range(self.count):
             self._spawn(f"r{index}")
         with trio.fail_after(_READY_TIMEOUT):
@@ -211,8 +174,8 @@ class RayPool:
                 break
             for payload in payloads:
                 message = loads(payload)
-                if message[0] == "ready":
-                    worker.pid = message[1]
+                if type(message) is Ready:
+                    worker.pid = message.pid
                     worker.ready.set()
                 else:
                     received(worker, message)

@@ -49,3 +49,20 @@ def test_memory_per_pending_future(bench: ModuleType) -> None:
     memory = bench.measure_memory(0, 4, requests=100)
     assert 0 < memory["controller_bytes_per_future"] < memory["bytes_per_pending_future"] < 64_000
     assert memory["bytes_per_request"] > 0
+
+
+def test_the_emulation_routes_with_the_executor_s_router(bench: ModuleType) -> None:
+    """The benchmark drives ``nalarc.executor._routing.Router`` itself, not methods borrowed from a backend."""
+    from nalarc.executor._routing import Router
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            cluster = bench.EmulatedCluster(4, nursery)
+            assert type(cluster.router) is Router and cluster.instances is cluster.router.instances
+            call = bench.Workload(cluster, 8).call("s0", 1)
+            bench.two_level(cluster, call)
+            assert sum(c.load for c in cluster.instances.values()) == 1
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert "__getattr__" not in vars(bench.EmulatedCluster)

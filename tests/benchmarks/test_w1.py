@@ -109,11 +109,11 @@ def test_a_wrong_answer_is_caught(bench: ModuleType) -> None:
 def test_py_spy_raw_output_is_split_by_process(bench: ModuleType, tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     driver = 'process 10:"python -m nalarc run app.py --serve"'
-    worker = 'process 11:"python -m nalarc.executor._worker_main /tmp/x/driver.sock w0"'
+    worker = 'process 11:"python -m nalarc.worker /tmp/x/driver.sock w0"'
     raw.write_text(
         f"{driver};main (nalarc/cli/_main.py:1);unrolled_run (trio/_core/_run.py:2742) 30\n"
         f"{driver};main (nalarc/cli/_main.py:1);send_run (nalarc/executor/_backend.py:9) 20\n"
-        f"{driver};{worker};follow (nalarc/executor/_worker_main.py:334) 7\n", encoding="utf-8")
+        f"{driver};{worker};follow (nalarc/worker/_main.py:334) 7\n", encoding="utf-8")
     summary = bench.spy_summary(raw, rate=100)
     assert summary["gil_seconds"] == {"driver": 0.5, "w0": 0.07}
     assert summary["driver_top_self"] == [("unrolled_run (_run.py:2742)", 0.3), ("send_run (_backend.py:9)", 0.2)]

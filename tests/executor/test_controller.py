@@ -289,6 +289,31 @@ def test_sigkilled_worker_loses_no_request(tmp_path: Path) -> None:
     assert _children() <= before, "worker processes outlived the service"
 
 
+def test_the_crash_rerun_limit_comes_from_the_placement(tmp_path: Path) -> None:
+    """``Placement.rerun_after_crash=0``: even an idempotent call fails when its worker dies."""
+
+    async def body(service: Service, backend: ProcessBackend) -> list[Any]:
+        outcomes: list[Any] = []
+
+        async def one(x: int) -> None:
+            try:
+                outcomes.append(await service.run("only_safe", {"x": x}, f"s{x}"))
+            except Exception as exc:  # noqa: BLE001 - checked below
+                outcomes.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for x in range(2):
+                nursery.start_soon(one, x)
+            await trio.sleep(0.3)  # both running, one per worker
+            os.kill(backend.instances["safe#0"].worker.pid, signal.SIGKILL)
+        return outcomes
+
+    outcomes = run_service(tmp_path, body, instances={"safe": 2}, rerun_after_crash=0)
+    assert len(outcomes) == 2
+    broken = [o for o in outcomes if isinstance(o, BrokenWorkerError)]
+    assert len(broken) == 1 and broken[0].instance == "safe#0"
+
+
 def test_workers_outlive_idle_spawner_threads(tmp_path: Path) -> None:
     """Regression: workers must not die when the thread that spawned them retires (~10 s)."""
 

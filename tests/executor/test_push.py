@@ -243,7 +243,7 @@ def test_a_failing_producer_fails_its_consumer_without_running_it(tmp_path: Path
         with pytest.raises(ValueError, match="no value for 7"):
             await service.run("chain", {"n": 7, "seconds": 0.2, "fail": True}, "s")
         assert backend.instances["Slow#1"].completed == backend.instances["Slow#0"].completed == 0
-        assert not backend._placed_at and not backend._placed_by_session
+        assert not backend.router.placed and not backend.push.by_session
         assert await settle_workers(backend) == [0, 0, 0]
 
     run_service(tmp_path, body)

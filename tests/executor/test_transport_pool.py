@@ -23,8 +23,8 @@ from nalarc.executor import Placement, Service
 from nalarc.executor._backend import ControlledBackend, PoolEvents, fewest_hosted
 from nalarc.executor._process import app_components
 from nalarc.executor._statestore import StateStore
-from nalarc.executor._transport import dumps, loads
-from nalarc.executor._worker_main import Worker
+from nalarc.wire import dumps, loads
+from nalarc.worker import Worker
 
 APP = '''
 import nalarc

@@ -1,25 +1,15 @@
-"""Length-prefixed frames over Unix sockets, with mutual HMAC authentication.
+"""Length-prefixed frames over Unix sockets, and the encoding of messages.
 
-This module owns the wire: framing, message encoding, and the handshake, for
-both the driver's trio side (:class:`FramedStream`) and the blocking side used
-by worker threads (:class:`BlockingChannel`).  Nothing is unpickled before the
-peer has proved it knows the run's secret: the handshake exchanges raw bytes.
-
-Handshake (``S`` = per-run secret, ``n`` = 32 random bytes from the side that
-accepted the connection, ``peer`` = the connecting side's id)::
-
-    acceptor  -> connector   n
-    connector -> acceptor    peer, HMAC(S, n | "worker" | peer)
-    acceptor  -> connector   HMAC(S, n | "driver" | peer)
-
-The driver accepts workers; a worker also accepts its sibling workers (push
-readiness), with the same handshake.
+Both sides use it: the driver's trio side (:class:`FramedStream`) and the
+blocking side used by worker threads (:class:`BlockingChannel`).  Nothing is
+unpickled before the peer has proved it knows the run's secret: the
+handshake (``_handshake``) exchanges raw frames.
 
 Frames: a 4-byte big-endian length, then the payload (at most ``MAX_FRAME``).
-After the handshake every payload is a pickled message tuple: plain data
-(atoms in lists, tuples, dicts) goes through the C pickler, anything else
-through cloudpickle (functions and classes by value where needed).  Both
-decode with ``pickle.loads``.
+After the handshake every payload is a pickled message (``_messages``): plain
+data (atoms in lists, tuples, dicts, messages) goes through the C pickler,
+anything else through cloudpickle (functions and classes by value where
+needed).  Both decode with ``pickle.loads``.
 
 Hot path: the driver sends a call from the calling task with one ``write``
 when the socket takes it (:meth:`FramedStream.send_soon`), and its read loop
@@ -29,8 +19,6 @@ takes every frame that has arrived with one ``read`` per wake-up
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import pickle
 import socket
@@ -43,6 +31,7 @@ import cloudpickle
 import trio
 
 from .._errors import NalarcError
+from ._messages import MESSAGE_TYPES, TAGGED, DepRef
 
 MAX_FRAME = 256 * 1024 * 1024
 HEADER = struct.Struct(">I")
@@ -54,40 +43,29 @@ LARGE_FRAME = 1024 * 1024
 _PLAIN_BUDGET = 256
 
 
-class DepRef:
-    """In a call's arguments on the wire: the value of producer call ``call_id``, pushed to the worker.
-
-    See push readiness in ``_worker_main``: the worker replaces it before the call runs.
-    """
-
-    __slots__ = ("call_id",)
-
-    def __init__(self, call_id: int) -> None:
-        self.call_id = call_id
-
-    def __reduce__(self) -> tuple[type[DepRef], tuple[int]]:
-        return DepRef, (self.call_id,)
-
-    def __repr__(self) -> str:
-        return f"DepRef({self.call_id})"
-
-
 _ATOMS = frozenset({int, float, str, bool, type(None), bytes, complex, DepRef})
+#: message type -> its tag on the wire
+_TAGS: dict[type, int] = {kind: tag for tag, kind in enumerate(TAGGED)}
+_new_tuple = tuple.__new__
 
 
 def dumps(message: tuple[Any, ...], user: tuple[Any, ...] | None = None) -> bytes:
-    """The payload of one message.
+    """The payload of one message (a ``nalarc.wire._messages`` type).
 
-    Plain data goes through ``pickle`` (about 5x faster than cloudpickle for a
-    small message: cloudpickle builds a pickler per call).  The C pickler would
-    pickle a function or class from ``__main__`` by a reference the peer cannot
-    resolve; cloudpickle pickles those by value, so anything that is not plain
-    data goes through it.  ``user``: the parts of ``message`` that came from
-    user code, when the caller knows the rest is plain (only those are looked at).
+    A message travels as the plain tuple ``(tag, *fields)``: a class reference
+    would cost the receiver an import lookup per message (``find_class``: 2 us
+    of a round trip's 50).  Plain data goes through ``pickle`` (about 5x
+    faster than cloudpickle for a small message: cloudpickle builds a pickler
+    per call).  The C pickler would pickle a function or class from
+    ``__main__`` by a reference the peer cannot resolve; cloudpickle pickles
+    those by value, so anything that is not plain data goes through it.
+    ``user``: the parts of ``message`` that came from user code, when the
+    caller knows the rest is plain (only those are looked at).
     """
+    tagged = (_TAGS[type(message)], *message)
     if _is_plain(message if user is None else user):
-        return pickle.dumps(message, protocol=5)
-    payload: bytes = cloudpickle.dumps(message, protocol=5)
+        return pickle.dumps(tagged, protocol=5)
+    payload: bytes = cloudpickle.dumps(tagged, protocol=5)
     return payload
 
 
@@ -110,7 +88,7 @@ def _is_plain(values: tuple[Any, ...]) -> bool:
         t = type(x)
         if t in _ATOMS:
             continue
-        if t is tuple or t is list:
+        if t is tuple or t is list or t in MESSAGE_TYPES:
             stack.extend(x)
         elif t is dict:
             stack.extend(x.keys())
@@ -120,15 +98,10 @@ def _is_plain(values: tuple[Any, ...]) -> bool:
     return True
 
 
-def loads(payload: bytes | bytearray) -> tuple[Any, ...]:
-    """A message from an authenticated peer."""
-    message = pickle.loads(payload)
-    assert isinstance(message, tuple)
-    return message
-
-
-class AuthenticationError(NalarcError):
-    """A peer failed the handshake: it does not know the run's secret."""
+def loads(payload: bytes | bytearray) -> Any:
+    """A message from an authenticated peer (the type :func:`dumps` was given)."""
+    tagged = pickle.loads(payload)
+    return _new_tuple(TAGGED[tagged[0]], tagged[1:])
 
 
 class ConnectionClosed(NalarcError):
@@ -299,7 +272,7 @@ class FramedStream:
                 await self._fill()
         return self._ready.pop(0)
 
-    async def receive_batch(self) -> list[tuple[Any, ...]]:
+    async def receive_batch(self) -> list[Any]:
         """Every message that has arrived (at least one), in order: one wait for many replies."""
         while not self._ready:
             self._ready = self._frames.frames()
@@ -338,7 +311,7 @@ class BlockingChannel:
         ready, self._ready = [*self._ready, *self._frames.frames()], []
         return ready
 
-    def receive(self) -> tuple[Any, ...]:
+    def receive(self) -> Any:
         return loads(self.receive_bytes())
 
     def send_bytes(self, payload: bytes) -> None:
@@ -363,62 +336,3 @@ class BlockingChannel:
         self.sock.close()
 
 
-# -- the handshake -------------------------------------------------------------
-
-
-def mac(secret: bytes, nonce: bytes, role: bytes, peer: bytes) -> bytes:
-    return hmac.new(secret, nonce + b"|" + role + b"|" + peer, hashlib.sha256).digest()
-
-
-async def accept_worker(stream: trio.SocketStream, secret: bytes, nursery: trio.Nursery) -> tuple[FramedStream, str]:
-    """Driver side: authenticate a connecting worker; return it and its id.
-
-    ``nursery`` outlives the connection: the connection's send task runs there.
-    """
-    framed_stream = FramedStream(stream, nursery)
-    nonce = os.urandom(32)
-    await framed_stream.send_bytes(nonce)
-    with trio.fail_after(10):
-        worker_id = bytes(await framed_stream.receive_bytes())
-        proof = bytes(await framed_stream.receive_bytes())
-    if len(worker_id) > 128 or not hmac.compare_digest(proof, mac(secret, nonce, b"worker", worker_id)):
-        await stream.aclose()
-        raise AuthenticationError("a process connected without the run's secret; dropped")
-    await framed_stream.send_bytes(mac(secret, nonce, b"driver", worker_id))
-    return framed_stream, worker_id.decode("ascii", "replace")
-
-
-def accept_blocking(channel: BlockingChannel, secret: bytes) -> str:
-    """Accepting side for threads (a worker accepting a sibling): the peer's id, or raise."""
-    nonce = os.urandom(32)
-    channel.sock.settimeout(10)
-    try:
-        channel.send_bytes(nonce)
-        peer = bytes(channel.receive_bytes())
-        proof = bytes(channel.receive_bytes())
-        if len(peer) > 128 or not hmac.compare_digest(proof, mac(secret, nonce, b"worker", peer)):
-            raise AuthenticationError("a process connected without the run's secret; dropped")
-        channel.send_bytes(mac(secret, nonce, b"driver", peer))
-    except (OSError, EOFError) as error:
-        raise AuthenticationError(f"handshake failed: {error}") from error
-    finally:
-        channel.sock.settimeout(None)
-    return peer.decode("ascii", "replace")
-
-
-def connect_blocking(channel: BlockingChannel, secret: bytes, own_id: str) -> None:
-    """Connecting side for threads (a worker, to the driver or to a sibling): prove, then check the proof."""
-    timeout = channel.sock.gettimeout()
-    channel.sock.settimeout(10)  # a listener that never answers must not hang us
-    try:
-        nonce = bytes(channel.receive_bytes())
-        peer = own_id.encode("ascii")
-        channel.send_bytes(peer)
-        channel.send_bytes(mac(secret, nonce, b"worker", peer))
-        answer = bytes(channel.receive_bytes())
-    except (OSError, EOFError) as error:
-        raise AuthenticationError(f"handshake failed: {error}") from error
-    finally:
-        channel.sock.settimeout(timeout)
-    if not hmac.compare_digest(answer, mac(secret, nonce, b"driver", peer)):
-        raise AuthenticationError("the peer failed to prove it knows the run's secret")
