@@ -24,7 +24,7 @@ class RunConfig:
     #: SQLite file holding managed state.
     state: str = ".nalarc/state.db"
     #: Global-controller policy (``NAME``, ``FILE.py:Class``, ``a+b``).
-    policy: str = "least-loaded"
+    policy: str = "autoscale"
     #: Where the workers run: ``process`` (this machine) or ``ray`` (Ray actors).
     backend: str = "process"
     #: The Ray cluster to join with ``backend = "ray"`` (empty: ``RAY_ADDRESS``, else a local cluster).

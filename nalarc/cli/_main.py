@@ -143,7 +143,7 @@ def run(
     duration: Annotated[float, typer.Option("--duration", help="Seconds of arrivals with --rate.")] = 10.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the load report (every request) as JSON.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the --rate arrival times.")] = 0,
-    policy: Annotated[Optional[str], typer.Option("--policy", help="Global-controller policy: NAME, FILE.py:Class, or a+b [least-loaded].")] = None,
+    policy: Annotated[Optional[str], typer.Option("--policy", help="Global-controller policy: NAME, FILE.py:Class, or a+b [autoscale].")] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", min=0.001, help="Seconds between policy rounds [0.1].")] = None,
     trace_out: Annotated[Optional[Path], typer.Option("--trace-out", help="Write every call as Chrome trace JSON (Perfetto; nalarc graph --trace).")] = None,
 ) -> None:

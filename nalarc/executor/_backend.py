@@ -57,7 +57,8 @@ class ControlledBackend(Generic[W]):
     def __init__(self, store: StateStore, placement: Placement, pool: WorkerPool[W]) -> None:
         self.store, self.placement, self.pool = store, placement, pool
         self.node_store = NodeStore()
-        self.router: Router[W] = Router(self.node_store, moved=self._session_moved)
+        self.router: Router[W] = Router(self.node_store, moved=self._session_moved,
+                                        grow=self._grow if placement.elastic else None)
         self.push: PushReadiness[W] = PushReadiness(pool, self.router, placement.push)
         self._route = self.router.route  # on the path of every call
         self._components: dict[str, tuple[ComponentSpec, int]] = {}
@@ -140,6 +141,11 @@ class ControlledBackend(Generic[W]):
         if len(self.by_component.get(spec.key, [])) >= spec.directives.max_instances:
             return None
         return self._add_instance(spec, limit, node)
+
+    def _grow(self, spec: ComponentSpec) -> InstanceController[W] | None:
+        """One more instance of a component whose instances are full (the router asks)."""
+        new = self.provision(spec.name)
+        return self.router.instances[new] if new is not None else None
 
     def retire(self, controller: InstanceController[W]) -> None:
         """Stop routing to an instance; its queued calls go to its siblings."""

@@ -39,9 +39,16 @@ class Placement:
     instances: dict[str, int] = field(default_factory=dict)
     #: instances of components not named in ``instances`` (None: ``min_instances``)
     default_instances: int | None = None
-    #: calls one instance runs at the same time (agents, tools)
-    agent_concurrency: int = 4
+    #: calls one instance runs at the same time (agents, tools; a ``stateful`` agent: 1).  Sync
+    #: component code blocks a worker thread on I/O (an LLM or HTTP call), which costs a thread,
+    #: not a CPU: 16 slots each.
+    agent_concurrency: int = 16
     tool_concurrency: int = 16
+    #: a call that would queue because every instance of its component is full gets a new
+    #: instance at once, up to ``max_instances`` (a controller in the driver; the worker makes
+    #: the object at its first call): capacity follows a burst within the call that meets it.
+    #: The policy (``autoscale`` by default) stops idle tool instances again.
+    elastic: bool = True
     #: the global controller's policy (None: no periodic loop) and its period
     policy: Policy | None = None
     interval: float = 0.1

@@ -11,7 +11,10 @@ decisions the global controller installed in the node store:
    through a handle, since later reads must see them);
 3. else the installed routing weights (``NodeStore.pick_weighted``);
 4. else the least loaded instance: dead workers last, then calls queued,
-   running and placed there (push readiness counts a placed call as load).
+   running and placed there (push readiness counts a placed call as load);
+5. and if that instance is full (as many calls as slots) and the component may
+   grow (``Placement.elastic``, below ``max_instances``), a new instance of it
+   instead: steps 1 and 2 never grow, a session pinned to an instance stays.
 
 The backend (``_backend.ControlledBackend``) asks it for every call and tells
 it when instances come and go; ``benchmarks/controlplane.py`` drives the same
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from .._api import ATTRIBUTE_WRITE
+from .._api import ATTRIBUTE_WRITE, ComponentSpec
 from .._errors import NalarcError
 from ..runtime import lowlevel as _rt
 from ._controller import NodeStore
@@ -55,8 +58,11 @@ class Router(Generic[W]):
         ``placed``        instance id -> calls routed there that wait for their inputs (push readiness)
     """
 
-    def __init__(self, node_store: NodeStore, moved: Callable[[tuple[str, str], str], None] | None = None) -> None:
+    def __init__(self, node_store: NodeStore, moved: Callable[[tuple[str, str], str], None] | None = None,
+                 grow: Callable[[ComponentSpec], InstanceController[W] | None] | None = None) -> None:
         self.node_store = node_store
+        #: ``grow(spec)``: a new instance of the component, or None at its ``max_instances``
+        self.grow = grow
         self.instances: dict[str, InstanceController[W]] = {}
         self.by_component: dict[str, list[str]] = {}
         #: ``moved(key, instance)`` is told when a session's calls of a component go elsewhere.
@@ -108,9 +114,12 @@ class Router(Generic[W]):
         best = self.node_store.pick_weighted(candidates, name)
         if best is None:
             best = candidates[0] if len(candidates) == 1 else min(candidates, key=self._least_loaded)
+        chosen_controller = self.instances[best]
+        if self.grow is not None and chosen_controller.load + self.placed.get(best, 0) >= chosen_controller.limit:
+            chosen_controller = self.grow(call.spec) or chosen_controller
         if sticky:
-            self.sticky[(call.session, key)] = best
-        return self.instances[best]
+            self.sticky[(call.session, key)] = chosen_controller.id
+        return chosen_controller
 
     def _least_loaded(self, instance: str) -> tuple[bool, int, str]:
         """Dead workers last; calls placed there and still waiting for their inputs count as load too."""

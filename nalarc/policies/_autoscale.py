@@ -4,7 +4,15 @@ In the style of Ray Serve's autoscaler (target ongoing requests per replica, an
 upscale and a downscale delay, a look-back window), tuned for agent traffic,
 which comes in bursts: scaling up reacts at the first round that sees the load
 (and moves queued calls onto the new instances), scaling down waits until the
-load stayed low for ``downscale_delay`` seconds and only ever stops idle instances.
+load stayed low for ``downscale_delay`` seconds and only ever stops idle instances
+of tools.  Agent instances are kept: a session may be pinned to one (a stateful
+agent, managed state, an attribute it set through a handle), and an idle
+instance costs an object on a worker, not a CPU.
+
+With ``Placement.elastic`` (the default) the router already adds an instance the
+moment a call would queue; this policy then adds what a queue built up without
+it (and moves queued calls onto the new instances) and gives idle tool
+instances back.
 """
 
 from __future__ import annotations
@@ -70,6 +78,6 @@ class Autoscale(Policy):
             self._low_since.pop(component, None)
             return
         since = self._low_since.setdefault(component, view.now)
-        idle = [i for i in instances if i.load == 0]
+        idle = [i for i in instances if i.load == 0 and i.kind == "tool"]
         if view.now - since >= self.downscale_delay and idle and control.kill(idle[-1].id):
             self._low_since[component] = view.now  # one at a time, each after a full delay

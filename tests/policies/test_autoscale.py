@@ -11,8 +11,8 @@ from nalarc.policies import Autoscale, Control, FutureMetrics, InstanceMetrics, 
 class Bounded(Control):
     """A control with one component's instances, between ``low`` and ``high`` (a fake)."""
 
-    def __init__(self, low: int, high: int, loads: list[tuple[int, int]], capacity: int = 4) -> None:
-        self.low, self.high, self.capacity = low, high, capacity
+    def __init__(self, low: int, high: int, loads: list[tuple[int, int]], capacity: int = 4, kind: str = "tool") -> None:
+        self.low, self.high, self.capacity, self.kind = low, high, capacity, kind
         #: instance id -> (queued, running)
         self.instances = {f"search#{k}": load for k, load in enumerate(loads)}
         self.migrated: list[tuple[str, str, str]] = []
@@ -20,7 +20,7 @@ class Bounded(Control):
 
     def view(self, now: float) -> MetricsView:
         metrics = {
-            i: InstanceMetrics(i, "search", "tool", "w0", True, False, q, r, self.capacity, 0, frozenset(), 0.0, 0.0)
+            i: InstanceMetrics(i, "search", self.kind, "w0", True, False, q, r, self.capacity, 0, frozenset(), 0.0, 0.0)
             for i, (q, r) in self.instances.items()
         }
         futures = [FutureMetrics(f"{i}/f{n}", "s", "r", "search", i, 1, 0, 1.0, "queued")
@@ -104,6 +104,15 @@ def test_a_peak_in_the_look_back_window_holds_capacity() -> None:
     for now in (3.5, 5.0):
         policy.step(control.view(now), control)
     assert len(control.instances) == 1
+
+
+def test_agent_instances_are_never_stopped() -> None:
+    # A session may be pinned to any of them (managed state, an attribute set through a handle).
+    control = Bounded(1, 8, [(0, 0), (0, 0), (0, 0)], kind="agent")
+    policy = Autoscale(downscale_delay=0.0)
+    for now in range(10):
+        policy.step(control.view(float(now)), control)
+    assert control.killed == []
 
 
 def test_never_below_min_instances() -> None:
