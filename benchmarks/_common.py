@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ def report(name: str, rows: list[dict[str, Any]], columns: list[str], out: Path 
     print(text)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
+
+
+def summarize(name: str, rounds: list[list[float]], throughput: float | None = None) -> dict[str, Any]:
+    """Latency rounds (seconds per call) as one row: medians, the best round, p99, in µs."""
+    medians = [statistics.median(r) * 1e6 for r in rounds]
+    every = sorted(s * 1e6 for r in rounds for s in r)
+    return {
+        "path": name,
+        "median us": statistics.median(medians),
+        "best round us": min(medians),
+        "p99 us": every[max(0, int(len(every) * 0.99) - 1)],
+        "calls/s": throughput,
+        "round medians us": [round(m, 1) for m in medians],
+    }
 
 
 def _fmt(value: Any) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import textwrap
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 import trio
 
-from _common import report
+from _common import report, summarize
 from nalarc import load_app
 from nalarc import runtime as _rt
 from nalarc.executor import Placement
@@ -135,19 +134,6 @@ async def async_tool_throughput(runtime: lowlevel.Runtime, tool: Any, batch: int
         return [batch / (time.perf_counter() - started)]
 
     return await in_frame(runtime, body)
-
-
-def summarize(name: str, rounds: list[list[float]], throughput: float | None = None) -> dict[str, Any]:
-    medians = [statistics.median(r) * 1e6 for r in rounds]
-    every = sorted(s * 1e6 for r in rounds for s in r)
-    return {
-        "path": name,
-        "median us": statistics.median(medians),
-        "best round us": min(medians),
-        "p99 us": every[max(0, int(len(every) * 0.99) - 1)],
-        "calls/s": throughput,
-        "round medians us": [round(m, 1) for m in medians],
-    }
 
 
 async def measure(calls: int, rounds: int, batch: int) -> list[dict[str, Any]]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 
 import trio
 
-from _common import report
+from _common import report, summarize
 from nalarc import load_app
 from nalarc import runtime as _rt
 from nalarc.executor import Placement
@@ -157,19 +156,6 @@ async def nalarc_throughput(runtime: lowlevel.Runtime, noop: Any, batch: int) ->
         return batch / (time.perf_counter() - started)
 
     return await run_frame(body, (), {}, runtime, "bench", "bench")  # type: ignore[no-any-return]
-
-
-def summarize(name: str, rounds: list[list[float]], throughput: float | None) -> dict[str, Any]:
-    medians = [statistics.median(r) * 1e6 for r in rounds]
-    every = sorted(s * 1e6 for r in rounds for s in r)
-    return {
-        "path": name,
-        "median us": statistics.median(medians),
-        "best round us": min(medians),
-        "p99 us": every[max(0, int(len(every) * 0.99) - 1)],
-        "calls/s": throughput,
-        "round medians us": [round(m, 1) for m in medians],
-    }
 
 
 def _noop_app(tmp: str) -> Any:
