@@ -144,8 +144,11 @@ async def _sample_imbalance(backend: Any, samples: dict[str, list[float]]) -> No
 async def _served(work: Workload, app: LoadedApp, system: str, arrivals: list[Arrival],
                   interval: float) -> dict[str, Any]:
     policy, batching = POLICIES[system]
+    # The paper's setting: a fixed number of instances (GPUs) per agent, for every system alike;
+    # growing them (Placement.elastic) is measured in w1_concurrency.py.
     placement = Placement(workers=2, instances=dict(work.instances), policy=load_policy(policy),
-                          interval=interval, batching=batching, agent_concurrency=AGENT_CONCURRENCY)
+                          interval=interval, batching=batching, agent_concurrency=AGENT_CONCURRENCY,
+                          elastic=False)
     store = StateStore(None)
     imbalance: dict[str, list[float]] = {}
     try:
