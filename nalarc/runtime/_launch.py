@@ -141,6 +141,9 @@ def call(
     pending.call = record
     record.stage = flags >> STAGE_SHIFT
     record.inputs = inputs
+    journal = frame.journal
+    if journal is not None and journal.launch(record, pending):
+        return pending  # replayed from the journal (or its outcome is unknown): it does not run
     predecessor = _chain(frame, spec, pending)
     if not _start_now(frame, record, flags, predecessor):
         frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
@@ -307,9 +310,18 @@ def complete_call(record: CallRecord, error: BaseException | None, value: Any) -
     if chains.get(key) is pending:
         del chains[key]
     if error is None:
+        if pending.key is not None:
+            _journal_success(pending, value)
         pending.set_value(value)
     else:
         pending.set_error(error)
+
+
+def _journal_success(pending: Pending, value: Any) -> None:
+    """Journal a keyed call's result before its future settles (:mod:`._replay`)."""
+    frame = pending.frame
+    assert frame is not None and frame.journal is not None
+    frame.journal.succeeded(pending, value)
 
 
 def _snapshot(x: Any) -> Any:
@@ -402,6 +414,8 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
     except BaseException as error:  # noqa: BLE001 - delivered to the consumer
         pending.set_error(error)
     else:
+        if pending.key is not None:
+            _journal_success(pending, value)
         pending.set_value(value)
     finally:
         if frame.runtime.chains.get((record.session, record.spec.key)) is pending:
