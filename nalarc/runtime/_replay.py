@@ -189,9 +189,16 @@ class RequestJournal:
                 self.replayed += 1
                 pending.set_value(found)
                 return True
+        return False
+
+    def dispatching(self, record: CallRecord, key: str) -> None:
+        """A keyed call is about to reach the backend: an at-most-once call gets its marker first.
+
+        Not at launch: a call launched but never dispatched (its inputs were pending at the
+        crash) did not run, and must run on resume.
+        """
         if at_most_once(record.spec):
             self.journal.started(self.request, key)
-        return False
 
     def succeeded(self, pending: Pending, value: Any) -> None:
         """A keyed call succeeded: journal its value (before its future settles)."""
