@@ -19,7 +19,9 @@ call, timed around what the runtime does for a journaled call
 non-idempotent call, the result's ``record`` before its future settles; on
 resume, the lookup) against the real journal: a tool call with a 250-byte
 string and a future as arguments, a 750-byte result.  Without a journal the
-runtime pays one ``is None`` test per call.
+runtime pays one ``is None`` test per call.  The third table times whole
+requests (a chain of ``--chain`` dependent in-process tool calls) without and
+with the journal: the difference per call is what a request pays.
 """
 
 from __future__ import annotations
@@ -122,6 +124,74 @@ def measure_calls(journal: Journal, calls: int) -> list[dict[str, Any]]:
     return rows
 
 
+E2E_APP = '''
+import nalarc
+
+@nalarc.tool(idempotent=True)
+def step(i, previous):
+    return {"i": i, "text": "y" * 700}
+
+@nalarc.tool
+def send(i, previous):
+    return {"i": i, "text": "y" * 700}
+
+@nalarc.workflow
+def chain(n, idempotent):
+    value = None
+    for i in range(n):
+        value = step(i, value) if idempotent else send(i, value)
+    return value["i"]
+'''
+
+
+def measure_end_to_end(directory: Path, calls: int, rounds: int) -> list[dict[str, Any]]:
+    """Per call, us: a chain of dependent in-process tool calls, without and with the journal.
+
+    The difference of the medians over ``rounds`` is the checkpoint cost as a request sees it.
+    """
+    import textwrap
+
+    import trio
+
+    from nalarc import load_app
+    from nalarc.executor import open_service
+    from nalarc.executor._statestore import StateStore
+
+    app_file = directory / "e2e_app.py"
+    app_file.write_text(textwrap.dedent(E2E_APP), encoding="utf-8")
+    app = load_app(app_file, out_dir=directory / "e2e_build")
+    journal = Journal(directory / "e2e.db")
+    per_call: dict[tuple[bool, bool], list[float]] = {}
+
+    async def main() -> None:
+        async with open_service(app, StateStore(None), None) as service:
+            for r in range(rounds + 1):  # the first round warms up
+                for idempotent in (True, False):
+                    for journaled in (False, True):
+                        run_id = uuid.uuid4().hex
+                        journal.accept(run_id, "chain", {}, "s", None)
+                        t0 = time.perf_counter_ns()
+                        await service.run("chain", {"n": calls, "idempotent": idempotent}, request_id=run_id,
+                                          journal=journal if journaled else None)
+                        elapsed = (time.perf_counter_ns() - t0) / 1000 / calls
+                        journal.finish(run_id, "done", None)
+                        if r:
+                            per_call.setdefault((idempotent, journaled), []).append(elapsed)
+
+    try:
+        trio.run(main)
+    finally:
+        journal.close()
+    rows = []
+    for idempotent in (True, False):
+        plain = statistics.median(per_call[idempotent, False])
+        journaled = statistics.median(per_call[idempotent, True])
+        rows.append({"tool": "idempotent" if idempotent else "non-idempotent", "calls": calls, "rounds": rounds,
+                     "plain_us_per_call": plain, "journaled_us_per_call": journaled,
+                     "checkpoint_us_per_call": journaled - plain})
+    return rows
+
+
 def _summary(name: str, us: list[float]) -> dict[str, Any]:
     return {"call": name, "n": len(us), "p50": percentile(us, 0.5), "p99": percentile(us, 0.99),
             "mean": statistics.fmean(us), "max": max(us)}
@@ -132,6 +202,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--prefill", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--chain", type=int, default=500, help="dependent calls per end-to-end request")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=Path(".nalarc/bench-journal"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -156,9 +228,12 @@ def main() -> None:
             call_rows += [{"mode": name, **row} for row in measure_calls(journal, args.calls)]
         finally:
             journal.close()
+    e2e_rows = measure_end_to_end(args.dir, args.chain, args.rounds)
     shutil.rmtree(args.dir, ignore_errors=True)
     report("call-level replay: checkpoint cost per component call, us", call_rows,
            ["mode", "call", "n", "p50", "p99", "mean", "max"], None)
+    report("call-level replay end to end (in-process tools, WAL NORMAL), us per call", e2e_rows,
+           ["tool", "calls", "rounds", "plain_us_per_call", "journaled_us_per_call", "checkpoint_us_per_call"], None)
     report("journal cost per request, us (p50/p99/mean/max: key lookup + accept + finish)", rows,
            ["mode", "n", "accept_p50", "accept_p99", "finish_p50", "finish_p99", "p50", "p99", "mean", "max"],
            args.out,
