@@ -119,6 +119,8 @@ class Service:
         self.in_flight = 0
         self.completed = 0
         self.failed = 0
+        #: Journaled requests' calls: replayed from the journal, journaled, not journalable.
+        self.calls = {"replayed": 0, "journaled": 0, "unjournaled": 0}
 
     async def run(
         self, workflow: str | None, inputs: dict[str, Any], session: str = "default", *,
@@ -132,12 +134,13 @@ class Service:
         """
         name, fn = self.app.workflow(workflow)
         bind_inputs(name, fn, inputs)
+        view: RequestJournal | None = None
         if journal is not None:
             if request_id is None:
                 raise ValueError("a journaled request needs its request_id")
             if request_id in self.runtime.journals:
                 raise NalarcError(f"request {request_id!r} is already running")
-            self.runtime.journals[request_id] = RequestJournal(journal, request_id, resumed)
+            view = self.runtime.journals[request_id] = RequestJournal(journal, request_id, resumed)
         self.in_flight += 1
         try:
             result = await run_request(fn, inputs, self.runtime, session, request_id)
@@ -146,8 +149,11 @@ class Service:
             raise
         finally:
             self.in_flight -= 1
-            if journal is not None:
-                del self.runtime.journals[request_id]  # type: ignore[arg-type]
+            if view is not None:
+                del self.runtime.journals[view.request]
+                self.calls["replayed"] += view.replayed
+                self.calls["journaled"] += view.recorded
+                self.calls["unjournaled"] += view.unjournaled
         self.completed += 1
         return result
 

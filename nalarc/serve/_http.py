@@ -423,7 +423,7 @@ class ServeApp:
             "uptime_seconds": round(time.time() - self.started, 3),
             "journal": {"path": str(self.journal.path) if self.journal.path else None,
                         "requests": self.journal.counts(), "resumed_at_start": self.resumed,
-                        "runs_in_memory": len(self.runs)},
+                        "runs_in_memory": len(self.runs), "calls": dict(self.service.calls)},
             "workers": status["workers"],
             "instances": status["instances"],
         }
@@ -449,6 +449,9 @@ class ServeApp:
         family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
         family("nalarc_requests_replayed_total", "counter", "Idempotent retries answered from the first request.",
                [({}, self.replayed)])
+        family("nalarc_calls_journal_total", "counter",
+               "Component calls of journaled requests: replayed on resume, journaled, unjournaled.",
+               [({"outcome": k}, v) for k, v in self.service.calls.items()])
         family("nalarc_requests_resumed_total", "counter", "Unfinished journaled requests resumed at start.",
                [({}, self.resumed)])
         family("nalarc_draining", "gauge", "1 while the server drains after the shutdown trigger.",

@@ -136,6 +136,10 @@ def test_completed_calls_are_replayed_not_rerun_after_sigkill(app_file: Path, tm
             body = final(restarted, run_id)
             assert body["status"] == "done", body
             assert body["result"] == plain_python(app_file, tmp_path, tag)
+        calls = httpx.get(f"{restarted.base}/v1/status", timeout=10).json()["journal"]["calls"]
+        # per request: 3 fetches + join replayed; hold and charge journaled after the restart
+        assert calls == {"replayed": 12, "journaled": 6, "unjournaled": 0}
+        assert 'nalarc_calls_journal_total{outcome="replayed"} 12' in httpx.get(f"{restarted.base}/metrics").text
     finally:
         restarted.stop(signal.SIGTERM)
     lines = effect_lines(log)
