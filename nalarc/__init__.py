@@ -13,6 +13,7 @@ from ._errors import BrokenWorkerError as BrokenWorkerError
 from ._errors import CompileError as CompileError
 from ._errors import DirectiveError as DirectiveError
 from ._errors import NalarcError as NalarcError
+from ._errors import OutcomeUnknown as OutcomeUnknown
 from ._errors import RemoteError as RemoteError
 from ._intrinsics import as_completed as as_completed
 from ._intrinsics import available as available
@@ -53,6 +54,7 @@ __all__ = [
     "ManagedDict",
     "ManagedList",
     "NalarcError",
+    "OutcomeUnknown",
     "RemoteError",
     "__version__",
     "agent",

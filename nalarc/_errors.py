@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NalarcError(Exception):
     """Base class of every error nalarc raises on purpose."""
@@ -66,3 +68,19 @@ class BrokenWorkerError(NalarcError):
 
 class NalarcInternalError(NalarcError):
     """This should never happen: this is a bug in nalarc; please report it."""
+
+
+class OutcomeUnknown(NalarcError):
+    """A resumed request reached a call that was running when the server died, and is not safe
+    to run twice (a tool not marked ``idempotent``, a ``stateful`` agent): it ran at most once,
+    and whether it took effect is unknown."""
+
+    def __init__(self, component: str, request: str) -> None:
+        self.component, self.request = component, request
+        super().__init__(
+            f"{component} was running in request {request} when the server stopped; it is not idempotent, "
+            "so the resumed request does not run it again: its outcome is unknown"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (OutcomeUnknown, (self.component, self.request))

@@ -14,6 +14,7 @@ import trio
 from .._builddir import LoadedApp as LoadedApp
 from .._builddir import load_build as load_build
 from .._errors import NalarcError
+from ..runtime.lowlevel import CallJournal, RequestJournal
 from ._local import InProcessBackend, run_request
 from ._backend import ControlledBackend
 from ._process import Placement, ProcessBackend, app_components
@@ -118,19 +119,41 @@ class Service:
         self.in_flight = 0
         self.completed = 0
         self.failed = 0
+        #: Journaled requests' calls: replayed from the journal, journaled, not journalable.
+        self.calls = {"replayed": 0, "journaled": 0, "unjournaled": 0}
 
-    async def run(self, workflow: str | None, inputs: dict[str, Any], session: str = "default") -> Any:
-        """One request; returns its result or raises its exception."""
+    async def run(
+        self, workflow: str | None, inputs: dict[str, Any], session: str = "default", *,
+        request_id: str | None = None, journal: CallJournal | None = None, resumed: bool = False,
+    ) -> Any:
+        """One request; returns its result or raises its exception.
+
+        With a ``journal`` (and then a ``request_id``, the run id it is journaled
+        under), the request's completed calls are journaled, and replayed instead
+        of run when the same request runs again with ``resumed`` (docs/durability.md).
+        """
         name, fn = self.app.workflow(workflow)
         bind_inputs(name, fn, inputs)
+        view: RequestJournal | None = None
+        if journal is not None:
+            if request_id is None:
+                raise ValueError("a journaled request needs its request_id")
+            if request_id in self.runtime.journals:
+                raise NalarcError(f"request {request_id!r} is already running")
+            view = self.runtime.journals[request_id] = RequestJournal(journal, request_id, resumed)
         self.in_flight += 1
         try:
-            result = await run_request(fn, inputs, self.runtime, session)
+            result = await run_request(fn, inputs, self.runtime, session, request_id)
         except Exception:
             self.failed += 1
             raise
         finally:
             self.in_flight -= 1
+            if view is not None:
+                del self.runtime.journals[view.request]
+                self.calls["replayed"] += view.replayed
+                self.calls["journaled"] += view.recorded
+                self.calls["unjournaled"] += view.unjournaled
         self.completed += 1
         return result
 

@@ -17,6 +17,7 @@ The parts, each importing only those listed before it:
 ``_compiled``                 the marks of compiled functions (``compiled``, ``compiled_async``)
 ``_materialize``              ``m``, ``md``, ``settle``, ``reconcile``: values in program order
 ``_launch``                   ``call``, agent handles, push readiness, ``complete_call``
+``_replay``                   call keys and the call journal: replaying completed calls on resume
 ``_regions``                  blocking forms (``bm``, ``bmd``, ``bcall``), ``region``, ``cm_enter``
 ``_iteration``                ``aiter``, ``iterate``, carrying ``StopIteration``, intrinsics
 ``_async``                    ``await`` (``aw``), tasks, ``run_in_frame``, ``async for`` / ``with``

@@ -24,12 +24,15 @@ import contextvars
 import itertools
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from .._api import ComponentSpec
 from .._errors import NalarcError
+
+if TYPE_CHECKING:
+    from ._replay import RequestJournal
 
 
 class Skipped(Exception):
@@ -136,7 +139,7 @@ class Pending:
 
     __slots__ = (
         "_done", "_event", "_callbacks", "_value", "_error", "seq", "frame", "label", "observed", "call",
-        "lazy", "__weakref__",
+        "lazy", "key", "__weakref__",
     )
 
     def __init__(self, frame: Frame | None, seq: int, label: str) -> None:
@@ -156,6 +159,8 @@ class Pending:
         #: A call of a component written ``async def`` (:data:`AWAIT`): plain Python runs it
         #: only where it is awaited, so it fails only there (:func:`aw`), never at a settle.
         self.lazy = False
+        #: Its call's key in the request's call journal (:mod:`._replay`); None: not journaled.
+        self.key: str | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Pending:
         return self  # a future is immutable: snapshots share it
@@ -234,6 +239,8 @@ class Frame:
         #: Failures handed to user code (see :meth:`release_handled`).
         self.handed: list[BaseException] = []
         self.started = 0
+        #: The request's call journal (:mod:`._replay`): only its own frames' calls are journaled.
+        self.journal: RequestJournal | None = runtime.journals.get(request) if top and runtime.journals else None
 
     def next_seq(self) -> int:
         self.started += 1
@@ -312,6 +319,8 @@ class Runtime:
         self.per_request, self.per_session = per_request, per_session
         self._request_slots: dict[str, trio.CapacityLimiter] = {}
         self._session_slots: dict[str, trio.CapacityLimiter] = {}
+        #: Requests run with a call journal (request id -> its view of the journal).
+        self.journals: dict[str, RequestJournal] = {}
 
     def slots(self, session: str, request: str) -> tuple[trio.CapacityLimiter, trio.CapacityLimiter]:
         by_request = self._request_slots.get(request)

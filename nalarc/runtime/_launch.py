@@ -141,6 +141,9 @@ def call(
     pending.call = record
     record.stage = flags >> STAGE_SHIFT
     record.inputs = inputs
+    journal = frame.journal
+    if journal is not None and journal.launch(record, pending):
+        return pending  # replayed from the journal (or its outcome is unknown): it does not run
     predecessor = _chain(frame, spec, pending)
     if not _start_now(frame, record, flags, predecessor):
         frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)
@@ -186,6 +189,8 @@ def _start_direct(frame: Frame, record: CallRecord, start: Callable[[CallRecord]
     """Give a call that holds its slots to the backend (False: it declined; the slots are freed)."""
     record.direct = True
     try:
+        if record.pending is not None and record.pending.key is not None:
+            _journal_dispatch(record, record.pending.key)
         started = start(record)
     except Exception as error:  # noqa: BLE001 - e.g. no instance: delivered to the consumer
         complete_call(record, error, None)
@@ -307,9 +312,24 @@ def complete_call(record: CallRecord, error: BaseException | None, value: Any) -
     if chains.get(key) is pending:
         del chains[key]
     if error is None:
+        if pending.key is not None:
+            _journal_success(pending, value)
         pending.set_value(value)
     else:
         pending.set_error(error)
+
+
+def _journal_dispatch(record: CallRecord, key: str) -> None:
+    frame = record.pending.frame if record.pending is not None else None
+    assert frame is not None and frame.journal is not None
+    frame.journal.dispatching(record, key)
+
+
+def _journal_success(pending: Pending, value: Any) -> None:
+    """Journal a keyed call's result before its future settles (:mod:`._replay`)."""
+    frame = pending.frame
+    assert frame is not None and frame.journal is not None
+    frame.journal.succeeded(pending, value)
 
 
 def _snapshot(x: Any) -> Any:
@@ -390,6 +410,8 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
         if frame.top:
             by_request, by_session = frame.runtime.slots(frame.session, frame.request)
             async with by_request, by_session:
+                if pending.key is not None:  # marked once it holds its slots: it is being dispatched
+                    _journal_dispatch(record, pending.key)
                 value = await frame.runtime.backend.execute(record)
         else:
             value = await frame.runtime.backend.execute(record)
@@ -402,6 +424,8 @@ async def _run_call(frame: Frame, record: CallRecord, flags: int, predecessor: P
     except BaseException as error:  # noqa: BLE001 - delivered to the consumer
         pending.set_error(error)
     else:
+        if pending.key is not None:
+            _journal_success(pending, value)
         pending.set_value(value)
     finally:
         if frame.runtime.chains.get((record.session, record.spec.key)) is pending:

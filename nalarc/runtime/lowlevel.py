@@ -2,7 +2,8 @@
 
 :class:`Runtime` is the per-process state a backend is plugged into;
 :class:`Backend` and :class:`DirectBackend` are the protocol a backend
-implements; :class:`CallRecord` is one component call as a backend receives it,
+implements; :class:`CallJournal` is where a request's call results are
+journaled for replay (:class:`RequestJournal` its per-request view); :class:`CallRecord` is one component call as a backend receives it,
 and :func:`complete_call` settles a call a :class:`DirectBackend` took.  The
 rest are the pieces a backend or a worker needs around a call: running compiled
 code in a frame of its own, telling compiled functions apart, values of futures
@@ -36,6 +37,10 @@ from ._launch import complete_call as complete_call
 from ._materialize import md as md
 from ._materialize import md_now as md_now
 from ._materialize import with_values as with_values
+from ._replay import MISSING as MISSING
+from ._replay import STARTED as STARTED
+from ._replay import CallJournal as CallJournal
+from ._replay import RequestJournal as RequestJournal
 
 __all__ = [
     "AWAIT",
@@ -43,13 +48,17 @@ __all__ = [
     "Backend",
     "CALL",
     "COROUTINE",
+    "CallJournal",
     "CallRecord",
     "DirectBackend",
     "EFFECT",
+    "MISSING",
     "Frame",
     "Pending",
+    "RequestJournal",
     "Runtime",
     "STAGE_SHIFT",
+    "STARTED",
     "Skipped",
     "await_in_loop",
     "complete_call",

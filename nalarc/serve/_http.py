@@ -193,7 +193,7 @@ class ServeApp:
             self.runs[record.run_id] = record
             self.admitted += 1
             self.resumed += 1
-            self.nursery.start_soon(self._execute, record, entry.inputs)
+            self.nursery.start_soon(self._execute, record, entry.inputs, True)
         return len(entries)
 
     def start_draining(self) -> None:
@@ -371,11 +371,15 @@ class ServeApp:
             raise HttpError(500, record.error["error"], headers, body=record.error)
         return 200, {"result": record.result}, headers
 
-    async def _execute(self, record: RunRecord, inputs: dict[str, Any]) -> None:
-        """Run an admitted request and journal its outcome.  Cancelled (shutdown): stays ``accepted``."""
+    async def _execute(self, record: RunRecord, inputs: dict[str, Any], resumed: bool = False) -> None:
+        """Run an admitted request and journal its outcome.  Cancelled (shutdown): stays ``accepted``.
+
+        Its calls are journaled under its run id (call-level replay): a resumed
+        request replays the calls that completed before.
+        """
         try:
             if record.workflow in self.app.workflows:
-                ok, value = await self._run(record.workflow, inputs, record.session)
+                ok, value = await self._run(record.workflow, inputs, record.session, record.run_id, resumed)
             else:  # resumed after the app changed
                 ok, value = False, error_body(NalarcError(f"workflow {record.workflow!r} is not in the app any more"))
             try:
@@ -389,10 +393,14 @@ class ServeApp:
         if len(self._finished) > self.journal.max_runs:
             self._trim_memory()  # the journal itself is pruned periodically: a prune per request costs O(max_runs)
 
-    async def _run(self, name: str, inputs: dict[str, Any], session: str) -> tuple[bool, Any]:
+    async def _run(self, name: str, inputs: dict[str, Any], session: str, run_id: str,
+                   resumed: bool) -> tuple[bool, Any]:
         """Run the workflow; (True, JSON-able result) or (False, error body)."""
+        # An in-memory journal dies with the process: journaling calls there buys nothing.
+        journal = self.journal if self.journal.path is not None else None
         try:
-            result = await self.service.run(name, inputs, session)
+            result = await self.service.run(name, inputs, session, request_id=run_id, journal=journal,
+                                            resumed=resumed)
         except Exception as exc:  # noqa: BLE001 - reported to the client
             self.requests[name, "error"] += 1
             return False, error_body(exc)
@@ -415,7 +423,7 @@ class ServeApp:
             "uptime_seconds": round(time.time() - self.started, 3),
             "journal": {"path": str(self.journal.path) if self.journal.path else None,
                         "requests": self.journal.counts(), "resumed_at_start": self.resumed,
-                        "runs_in_memory": len(self.runs)},
+                        "runs_in_memory": len(self.runs), "calls": dict(self.service.calls)},
             "workers": status["workers"],
             "instances": status["instances"],
         }
@@ -441,6 +449,9 @@ class ServeApp:
         family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
         family("nalarc_requests_replayed_total", "counter", "Idempotent retries answered from the first request.",
                [({}, self.replayed)])
+        family("nalarc_calls_journal_total", "counter",
+               "Component calls of journaled requests: replayed on resume, journaled, unjournaled.",
+               [({"outcome": k}, v) for k, v in self.service.calls.items()])
         family("nalarc_requests_resumed_total", "counter", "Unfinished journaled requests resumed at start.",
                [({}, self.resumed)])
         family("nalarc_draining", "gauge", "1 while the server drains after the shutdown trigger.",

@@ -20,6 +20,7 @@ OS's, so it goes away with a killed process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -28,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import cloudpickle
+
 from .._errors import NalarcError
+from ..runtime.lowlevel import MISSING, STARTED
 
 Status = Literal["accepted", "done", "failed"]
 Sync = Literal["normal", "full"]
@@ -53,6 +57,12 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS requests_by_finish ON requests (status, finished_at);
+CREATE TABLE IF NOT EXISTS calls (
+    run_id TEXT NOT NULL,
+    call_key TEXT NOT NULL,
+    value BLOB,
+    PRIMARY KEY (run_id, call_key)
+) WITHOUT ROWID;
 """
 
 _COLUMNS = "run_id, workflow, inputs, session, idempotency_key, status, outcome, accepted_at, finished_at, attempts"
@@ -93,7 +103,12 @@ def journal_path_for(state: Path | None) -> Path | None:
 
 
 class Journal:
-    """Accepted requests and their outcomes; not thread-safe (the server's trio thread uses it)."""
+    """Accepted requests and their outcomes; not thread-safe (the server's trio thread uses it).
+
+    It is also the requests' call journal (``lookup`` / ``started`` / ``record``, the
+    runtime's ``CallJournal``): the ``calls`` table holds each journaled call's result
+    (cloudpickle) or its ``started`` marker (NULL), keyed (run id, call key).
+    """
 
     def __init__(self, path: Path | None, *, sync: Sync = "normal", retention: float = DEFAULT_RETENTION,
                  max_runs: int = DEFAULT_MAX_RUNS) -> None:
@@ -126,11 +141,58 @@ class Journal:
             (run_id, workflow, canonical_json(inputs), session, idempotency_key, time.time() if now is None else now))
 
     def finish(self, run_id: str, status: Status, outcome: Any, now: float | None = None) -> None:
-        """Record the outcome of ``run_id`` (committed when this returns)."""
+        """Record the outcome of ``run_id`` and forget its calls (one transaction, committed when this returns).
+
+        A finished request never runs again, so its journaled calls are of no further use.
+        """
         if status == "accepted":
             raise ValueError("finish with done or failed")
-        self._db.execute("UPDATE requests SET status = ?, outcome = ?, finished_at = ? WHERE run_id = ?",
-                         (status, canonical_json(outcome), time.time() if now is None else now, run_id))
+        outcome_json = canonical_json(outcome)
+        with self._transaction():
+            self._db.execute("UPDATE requests SET status = ?, outcome = ?, finished_at = ? WHERE run_id = ?",
+                             (status, outcome_json, time.time() if now is None else now, run_id))
+            self._db.execute("DELETE FROM calls WHERE run_id = ?", (run_id,))
+
+    # -- the call journal (nalarc.runtime.lowlevel.CallJournal) -------------------
+
+    def lookup(self, request_id: str, key: str) -> Any:
+        """A journaled call's result, or ``STARTED`` (a marker, no result), or ``MISSING``."""
+        row = self._db.execute("SELECT value FROM calls WHERE run_id = ? AND call_key = ?",
+                               (request_id, key)).fetchone()
+        if row is None:
+            return MISSING
+        if row[0] is None:
+            return STARTED
+        return cloudpickle.loads(row[0])
+
+    def started(self, request_id: str, key: str) -> None:
+        """A call that must run at most once is about to be dispatched (committed when this returns)."""
+        self._db.execute("INSERT OR IGNORE INTO calls (run_id, call_key, value) VALUES (?, ?, NULL)",
+                         (request_id, key))
+
+    def record(self, request_id: str, key: str, value: Any) -> None:
+        """A call's result (committed when this returns); cloudpickle: this file is written by this process only."""
+        blob = cloudpickle.dumps(value, protocol=5)
+        self._db.execute("INSERT OR REPLACE INTO calls (run_id, call_key, value) VALUES (?, ?, ?)",
+                         (request_id, key, blob))
+
+    def call_count(self, run_id: str | None = None) -> int:
+        """Journaled calls (markers included), of one run or all."""
+        if run_id is None:
+            row = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
+        else:
+            row = self._db.execute("SELECT COUNT(*) FROM calls WHERE run_id = ?", (run_id,)).fetchone()
+        return int(row[0])
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def count_resume(self, run_id: str) -> None:
         self._db.execute("UPDATE requests SET attempts = attempts + 1 WHERE run_id = ?", (run_id,))
@@ -143,6 +205,9 @@ class Journal:
             "DELETE FROM requests WHERE status != 'accepted' AND seq NOT IN "
             "(SELECT seq FROM requests WHERE status != 'accepted' ORDER BY finished_at DESC, seq DESC LIMIT ?)",
             (self.max_runs,))
+        # finish() drops a request's calls; calls of a request no longer journaled (say, a row removed
+        # by hand) would otherwise stay forever
+        self._db.execute("DELETE FROM calls WHERE run_id NOT IN (SELECT run_id FROM requests)")
         return old.rowcount + extra.rowcount
 
     # -- reads -------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """``nalarc run APP --serve --workers 2`` as a real process: SIGKILL and SIGTERM with requests in flight.
 
 The app's tool appends ``start TAG`` / ``end TAG`` to an effect log, so the tests
-count how often each request's workflow really ran.  Request-level resume re-runs
-a whole interrupted workflow (its tools may run twice; call-level replay will
-remove that), so the checks are: every accepted request has exactly one final
-result, under its original run id, and a request finished before the crash
-never ran again.
+count how often each request's workflow really ran.  The tool is ``idempotent``:
+one interrupted mid-way runs again on resume (a non-idempotent one would fail
+with ``OutcomeUnknown``: tests/serve/test_call_replay.py), so the checks are:
+every accepted request has exactly one final result, under its original run id,
+and a request finished before the crash never ran again.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ APP = '''
 import time
 import nalarc
 
-@nalarc.tool
+@nalarc.tool(idempotent=True)
 def effect(tag, seconds, log):
     with open(log, "a") as f:
         f.write(f"start {tag}\\n")

@@ -68,3 +68,28 @@ def test_default_path_and_memory() -> None:
     assert canonical_json({"b": 1, "a": 2.5}) == '{"a":2.5,"b":1}'
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
+
+
+def test_the_call_journal_keeps_results_and_markers_until_the_request_finishes(tmp_path: Path) -> None:
+    from nalarc.runtime.lowlevel import MISSING, STARTED
+
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    journal.accept("r1", "wf", {}, "s", None)
+    journal.accept("r2", "wf", {}, "s", None)
+    journal.record("r1", "k1", {"answer": [1, 2.5, None], "obj": {3, 4}})
+    journal.started("r1", "k2")
+    journal.started("r2", "k1")
+    journal.record("r2", "k1", "done after its marker")
+    journal.started("r2", "k1")  # a second marker never hides the result
+    journal.close()
+
+    journal = Journal(path)  # what a restarted server sees
+    assert journal.lookup("r1", "k1") == {"answer": [1, 2.5, None], "obj": {3, 4}}
+    assert journal.lookup("r1", "k2") is STARTED
+    assert journal.lookup("r1", "k3") is MISSING
+    assert journal.lookup("r2", "k1") == "done after its marker"
+    journal.finish("r1", "done", {"x": 1})
+    assert journal.lookup("r1", "k1") is MISSING and journal.call_count("r1") == 0  # dropped with its outcome
+    assert journal.call_count() == 1
+    journal.close()
