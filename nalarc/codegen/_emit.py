@@ -126,7 +126,6 @@ class Emitter(StatementEmitter, ExpressionEmitter):
         return [_stmt(f"{RT}.mark_pure({name})") for name, pure in verdict.items() if pure]
 
 
-
 def emit_module(wrapper: MetadataWrapper, module: ModuleIR, program: Program, source: str) -> str:
     """The generated source of one module: ``source`` itself when nothing in it is rewritten
     (LibCST's round trip is not always exact: ``except X :`` loses its space, LibCST #1457)."""

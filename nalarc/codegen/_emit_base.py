@@ -24,7 +24,6 @@ class _Scope:
     prefix: list[cst.BaseStatement] = field(default_factory=list)
 
 
-
 class EmitterBase(cst.CSTTransformer):
     """The state of one module's generation and the context helpers every part uses.
 

@@ -128,7 +128,6 @@ def _stmt(code: str) -> cst.BaseStatement:
     return cst.parse_statement(code)
 
 
-
 #: Methods that raise StopIteration by design.
 _STOPPING_METHODS = frozenset({"__next__", "send", "throw"})
 

@@ -26,7 +26,6 @@ class _Resolution:
     callees: tuple[str, ...] = ()
 
 
-
 class CallResolution(LowererBase):
     """Resolves the callee of a call expression."""
 
@@ -144,4 +143,3 @@ def _is_super_call(expr: cst.BaseExpression, fl: LowererBase) -> bool:
 
 def _is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
-
