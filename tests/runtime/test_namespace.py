@@ -5,7 +5,10 @@
 first argument of every call of a helper that builds ``_nalarc_rt.<name>``
 (``rt``, ``rt_call``), resolved to the strings it can hold, and every
 ``{RT}.<name>`` in an f-string.  An argument the reader cannot resolve fails
-the test, so a new way of building names cannot slip past it.
+the test, so a new way of building names cannot slip past it.  The helpers,
+the ``RT`` constants and the name tables may be defined in one module of the
+code generator and used in another (by the same name): they are collected
+from the whole package.
 """
 
 from __future__ import annotations
@@ -32,15 +35,22 @@ class Unresolved(Exception):
 
 
 class _Module:
-    """One code generator module, read for the runtime names it can emit."""
+    """One code generator module, read for the runtime names it can emit.
 
-    def __init__(self, path: Path) -> None:
+    ``package``: every module of the code generator (``path`` alone if not given), where
+    the helpers, ``RT`` constants and tables ``path`` uses are defined.
+    """
+
+    def __init__(self, path: Path, package: tuple[Path, ...] = ()) -> None:
         self.path = path
         self.tree = ast.parse(path.read_text(encoding="utf-8"))
+        others = [ast.parse(p.read_text(encoding="utf-8")) for p in package if p != path]
+        self.package = [self.tree, *others]
         self.parents = {child: node for node in ast.walk(self.tree) for child in ast.iter_child_nodes(node)}
         self.rt_vars = {
             target.id
-            for node in self.tree.body
+            for tree in self.package
+            for node in tree.body
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value == "_nalarc_rt"
             for target in node.targets
             if isinstance(target, ast.Name)
@@ -48,7 +58,7 @@ class _Module:
         self.helpers = self._helpers()
 
     def _functions(self) -> Iterator[ast.FunctionDef]:
-        return (n for n in ast.walk(self.tree) if isinstance(n, ast.FunctionDef))
+        return (n for tree in self.package for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
 
     def _helpers(self) -> set[str]:
         """Functions whose first parameter becomes ``NAME`` in ``_nalarc_rt.NAME`` (to a fixpoint)."""
@@ -134,7 +144,7 @@ class _Module:
         raise Unresolved(f"{self.path.name}:{expr.lineno}: cannot tell which runtime names {ast.unparse(expr)!r} holds")
 
     def _module_dict(self, name: str) -> ast.Dict:
-        for node in self.tree.body:
+        for node in (node for tree in self.package for node in tree.body):
             if isinstance(node, ast.Assign) and any(_is_name(t, {name}) for t in node.targets) and isinstance(node.value, ast.Dict):
                 return node.value
         raise Unresolved(f"{self.path.name}: {name} is not a module-level dict")
@@ -177,8 +187,9 @@ def _is_name(node: ast.AST, names: set[str]) -> bool:
 
 def emitted_names() -> set[str]:
     names: set[str] = set()
-    for path in sorted(CODEGEN.rglob("*.py")):
-        names |= _Module(path).emitted()
+    package = tuple(sorted(CODEGEN.rglob("*.py")))
+    for path in package:
+        names |= _Module(path, package).emitted()
     return names
 
 
