@@ -226,7 +226,11 @@ def _llm_error(target: _Target, error: Exception) -> LLMError:
 
     status = error.status_code if isinstance(error, openai.APIStatusError) else None
     where = "the simulated LLM server" if target.embedded else target.base_url
-    detail = getattr(error, "message", None) or str(error)
+    body = getattr(error, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    # the server's own words when it sent an OpenAI error object, else the SDK's
+    detail = inner.get("message") if isinstance(inner, dict) and inner.get("message") else None
+    detail = detail or getattr(error, "message", None) or str(error)
     code = f"HTTP {status}: " if status is not None else ""
     return LLMError(f"{where}: {code}{detail}", status)
 
