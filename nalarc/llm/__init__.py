@@ -14,6 +14,7 @@ from ._client import chat_batch as chat_batch
 from ._client import config_from_env as config_from_env
 from ._client import engine_for as engine_for
 from ._client import simulate as simulate
+from ._client import warm_up as warm_up
 from ._engine import EngineConfig as EngineConfig
 from ._engine import SimulatedEngine as SimulatedEngine
 from ._engine import Usage as Usage
@@ -24,4 +25,4 @@ from ._server import start as start_server
 
 __all__ = ["AsyncChatStream", "ChatResult", "ChatStream", "EngineConfig", "LLMError", "LLMServer", "SimulatedEngine",
            "TokenUsage", "ToolCall", "Usage", "achat", "chat", "chat_batch", "config_from_env", "count_tokens",
-           "embedded_server", "engine_for", "simulate", "start_server"]
+           "embedded_server", "engine_for", "simulate", "start_server", "warm_up"]

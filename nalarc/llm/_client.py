@@ -8,16 +8,19 @@ import os
 import threading
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .._errors import NalarcError
 from .._state import current_instance, current_session
 from . import _server
 from ._engine import EngineConfig, SimulatedEngine
 
+# Imported with the app rather than on its first call (a third of a second): in a served
+# app that is worker start-up, not the first request's latency.
+import openai
+
 if TYPE_CHECKING:
-    import openai
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 Message = Mapping[str, Any]
@@ -163,13 +166,11 @@ _SYNC_LOCK = threading.Lock()
 
 def _sync_client(target: _Target) -> openai.OpenAI:
     """One SDK client (one connection pool) per endpoint per process; httpx clients are thread-safe."""
-    import openai
-
     key = (os.getpid(), target, _max_retries())  # a forked child must not share its parent's sockets
     with _SYNC_LOCK:
         client = _SYNC.get(key)
         if client is None:
-            http = openai.DefaultHttpxClient(trust_env=False) if target.embedded else None
+            http = _loopback_http(openai.DefaultHttpxClient) if target.embedded else None
             client = _SYNC[key] = openai.OpenAI(base_url=target.base_url, api_key=target.api_key,
                                                 max_retries=key[2], http_client=http)
         return client
@@ -181,16 +182,30 @@ _ASYNC: weakref.WeakKeyDictionary[object, dict[tuple[_Target, int], openai.Async
 
 def _async_client(target: _Target) -> openai.AsyncOpenAI:
     """One async SDK client per endpoint per event loop: its connections belong to the loop that opened them."""
-    import openai
-
     clients = _ASYNC.setdefault(_running_loop(), {})
     key = (target, _max_retries())
     client = clients.get(key)
     if client is None:
-        http = openai.DefaultAsyncHttpxClient(trust_env=False) if target.embedded else None
+        http = _loopback_http(openai.DefaultAsyncHttpxClient) if target.embedded else None
         client = clients[key] = openai.AsyncOpenAI(base_url=target.base_url, api_key=target.api_key,
                                                    max_retries=key[1], http_client=http)
     return client
+
+
+_HTTP = TypeVar("_HTTP")
+
+
+def _loopback_http(factory: Callable[..., _HTTP]) -> _HTTP:
+    """The embedded server's HTTP client: no proxies from the environment (nothing may leave the
+    machine), and no TLS context (plain http on 127.0.0.1; loading the CA bundle costs 80 ms)."""
+    return factory(trust_env=False, verify=False)
+
+
+def warm_up() -> None:
+    """Start the embedded server and its client now, so the first call pays no set-up (about 30 ms)."""
+    target = _target(None)
+    if target.embedded:
+        _sync_client(target).models.list()
 
 
 def _running_loop() -> object:
@@ -222,8 +237,6 @@ def _request(target: _Target, messages: Sequence[Message], model: str, max_token
 
 
 def _llm_error(target: _Target, error: Exception) -> LLMError:
-    import openai
-
     status = error.status_code if isinstance(error, openai.APIStatusError) else None
     where = "the simulated LLM server" if target.embedded else target.base_url
     body = getattr(error, "body", None)
@@ -297,8 +310,6 @@ class ChatStream:
         self._done = False
 
     def __iter__(self) -> Iterator[str]:
-        import openai
-
         try:
             for chunk in self._stream:
                 text = self._acc.add(chunk)
@@ -333,8 +344,6 @@ class AsyncChatStream:
         self._done = False
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        import openai
-
         try:
             async for chunk in self._stream:
                 text = self._acc.add(chunk)
@@ -391,8 +400,6 @@ def chat(
     HTTP errors raise :class:`LLMError` (after the SDK's ``NALARC_LLM_MAX_RETRIES``
     retries of 408/409/429/5xx, default 2).
     """
-    import openai
-
     target = _target(base_url)
     kwargs = _request(target, messages, model, max_tokens, timeout, tools, tool_choice)
     client = _sync_client(target)
@@ -432,8 +439,6 @@ async def achat(
     stream: bool = False,
 ) -> str | ChatResult | AsyncChatStream:
     """:func:`chat` for async code (trio or asyncio), through ``openai.AsyncOpenAI``."""
-    import openai
-
     target = _target(base_url)
     kwargs = _request(target, messages, model, max_tokens, timeout, tools, tool_choice)
     client = _async_client(target)
@@ -458,8 +463,6 @@ def chat_batch(conversations: Sequence[Sequence[Message]], *, model: str = "defa
     the conversations in its ``nalarc_conversations`` field, a choice each):
     the prefills add up, the decode lasts as long as the longest reply.
     """
-    import openai
-
     target = _target(base_url)
     if not target.embedded:
         return [chat(messages, model=model, max_tokens=max_tokens, base_url=base_url, timeout=timeout)
