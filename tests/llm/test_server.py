@@ -212,8 +212,8 @@ def test_models_are_listed_through_the_sdk() -> None:
 
 @pytest.fixture
 def standalone() -> Iterator[str]:
-    """``python -m nalarc.llm.serve`` in its own process: a second server the client knows only by URL."""
-    process = subprocess.Popen([sys.executable, "-m", "nalarc.llm.serve", "--port", "0"],
+    """``python -m nalarc.llm`` in its own process: a second server the client knows only by URL."""
+    process = subprocess.Popen([sys.executable, "-m", "nalarc.llm", "--port", "0"],
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

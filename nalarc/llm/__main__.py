@@ -1,4 +1,4 @@
-"""``python -m nalarc.llm.serve [--host H] [--port N]``: the simulated engines as a standalone OpenAI-compatible server.
+"""``python -m nalarc.llm [--host H] [--port N]``: the simulated engines as a standalone OpenAI-compatible server.
 
 Point any OpenAI client at ``http://HOST:PORT/v1``.  Costs come from
 ``NALARC_LLM_TIME_SCALE``, ``NALARC_LLM_SEED`` and ``NALARC_LLM_MAX_BATCH``;
@@ -15,7 +15,7 @@ from ._server import start
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nalarc.llm.serve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nalarc.llm", description="the simulated LLM engines as a standalone OpenAI-compatible server")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: a free one)")
     args = parser.parse_args(argv)
