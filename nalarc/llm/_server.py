@@ -265,6 +265,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, self.server.completions.complete(request))
         except (BadRequest, ValueError) as error:
             self._error(400, str(error), "invalid_request_error")
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as error:  # a bug here must reach the caller as an answer, not a dropped connection
+            self._error(500, f"{type(error).__name__}: {error}", "server_error")
 
     def _json(self, status: int, payload: Mapping[str, Any]) -> None:
         data = json.dumps(payload).encode()

@@ -327,3 +327,23 @@ def test_unconfigured_calls_connect_only_to_loopback(monkeypatch: pytest.MonkeyP
     assert connected and all(address[0] == "127.0.0.1" for address in connected), connected
     client = next(iter(_client._SYNC.values()))
     assert client.base_url.host == "127.0.0.1"
+
+
+def test_a_forked_child_starts_its_own_server_and_clients() -> None:
+    import multiprocessing
+
+    messages = ask("fork me")
+    expected = chat(messages, model="http-fork")
+    parent_port = _server.embedded().port
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+
+    def child() -> None:
+        queue.put((chat(messages, model="http-fork"), _server.embedded().port))
+
+    process = context.Process(target=child)
+    process.start()
+    reply, child_port = queue.get(timeout=60)
+    process.join(timeout=30)
+    assert process.exitcode == 0
+    assert reply == expected and child_port != parent_port  # the parent's server thread did not survive the fork
