@@ -297,6 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             events.close()  # the client went away: free the batch slot now
             self.close_connection = True
+        except Exception as error:  # the 200 is out: say it in the stream (the SDK raises on an error event)
+            failure = {"error": {"message": f"{type(error).__name__}: {error}", "type": "server_error"}}
+            self._chunk(b"data: " + json.dumps(failure).encode() + b"\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -347,3 +347,27 @@ def test_a_forked_child_starts_its_own_server_and_clients() -> None:
     process.join(timeout=30)
     assert process.exitcode == 0
     assert reply == expected and child_port != parent_port  # the parent's server thread did not survive the fork
+
+
+def test_an_engine_failure_is_a_500_or_an_error_event_mid_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NALARC_LLM_MAX_RETRIES", "0")
+
+    def broken_batch(self: SimulatedEngine, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("GPU fell off the bus")
+
+    def broken_stream(self: SimulatedEngine, *args: Any, **kwargs: Any) -> Iterator[str]:
+        yield "half"
+        raise RuntimeError("GPU fell off the bus mid-stream")
+
+    monkeypatch.setattr(SimulatedEngine, "generate_batch", broken_batch)
+    monkeypatch.setattr(SimulatedEngine, "generate_stream", broken_stream)
+    with pytest.raises(LLMError, match="HTTP 500: RuntimeError: GPU fell off the bus") as caught:
+        chat(ask("x"), model="http-broken")
+    assert caught.value.status_code == 500
+    deltas: list[str] = []
+    with pytest.raises(LLMError, match="GPU fell off the bus mid-stream"):
+        for delta in chat(ask("x"), model="http-broken", stream=True):
+            deltas.append(delta)
+    assert deltas == ["half"]
+    monkeypatch.undo()
+    assert chat(ask("x"), model="http-broken")  # the server lives on
