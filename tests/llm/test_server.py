@@ -371,3 +371,14 @@ def test_an_engine_failure_is_a_500_or_an_error_event_mid_stream(monkeypatch: py
     assert deltas == ["half"]
     monkeypatch.undo()
     assert chat(ask("x"), model="http-broken")  # the server lives on
+
+
+def test_warm_up_starts_the_server_and_the_client_ahead_of_the_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nalarc.llm import warm_up
+
+    monkeypatch.setattr(_client, "_SYNC", {})
+    warm_up()
+    assert len(_client._SYNC) == 1 and next(iter(_client._SYNC))[1].base_url == _server.embedded().url
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # configured: nothing to warm, nothing sent
+    warm_up()
+    assert len(_client._SYNC) == 1
