@@ -1,4 +1,4 @@
-"""An OpenAI-compatible chat client: a real endpoint when configured, else the simulated engine."""
+"""Chat calls through the official ``openai`` SDK: a configured endpoint, else the loopback simulated server."""
 
 from __future__ import annotations
 
@@ -6,21 +6,80 @@ import dataclasses
 import json
 import os
 import threading
-import urllib.request
+import weakref
 import zlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .._errors import NalarcError
 from .._state import current_instance, current_session
+from . import _server
 from ._engine import EngineConfig, SimulatedEngine
 
-Message = dict[str, str]
+# Imported with the app rather than on its first call (a third of a second): in a served
+# app that is worker start-up, not the first request's latency.
+import openai
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+Message = Mapping[str, Any]
 
 _ENGINES: dict[tuple[str, str], SimulatedEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 #: model -> cost overrides for its simulated engines (see :func:`simulate`)
 _MODELS: dict[str, dict[str, Any]] = {}
+
+
+class LLMError(NalarcError):
+    """A chat call failed: the endpoint answered an HTTP error, or could not be reached.
+
+    ``status_code`` is the HTTP status (None when no answer came).  Picklable,
+    so it crosses worker processes like any component's exception.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LLMError, (str(self), self.status_code))
+
+
+# -- results ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    #: prompt tokens served from the (simulated or real) prefix cache
+    cached_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    #: the arguments as the model wrote them (JSON text); :meth:`parsed` decodes them
+    arguments: str
+
+    def parsed(self) -> Any:
+        return json.loads(self.arguments or "{}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatResult:
+    """``chat(..., full=True)``: the reply with its usage and tool calls."""
+
+    text: str
+    usage: TokenUsage | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    model: str = ""
+
+
+# -- simulated engines --------------------------------------------------------
 
 
 def simulate(model: str, **costs: Any) -> None:
@@ -55,6 +114,12 @@ def engine_for(model: str, replica: str | None = None, config: EngineConfig | No
         return engine
 
 
+def known_models() -> list[str]:
+    """Models the simulated server lists: ``default``, those described by :func:`simulate`, those used."""
+    with _ENGINES_LOCK:
+        return sorted({"default", *_MODELS, *(model for model, _ in _ENGINES)})
+
+
 def _replica() -> str:
     instance = current_instance()
     if instance is not None:
@@ -73,6 +138,246 @@ def config_from_env() -> EngineConfig:
     )
 
 
+# -- SDK clients --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    base_url: str
+    api_key: str
+    #: the embedded simulated server: nalarc headers go along, proxies from the environment do not
+    embedded: bool
+
+
+def _target(base_url: str | None) -> _Target:
+    url = base_url or os.environ.get("OPENAI_BASE_URL")
+    if url:
+        return _Target(url, os.environ.get("OPENAI_API_KEY") or "none", embedded=False)
+    return _Target(_server.embedded().url, "nalarc-simulated", embedded=True)
+
+
+def _max_retries() -> int:
+    return int(os.environ.get("NALARC_LLM_MAX_RETRIES", "2"))
+
+
+_SYNC: dict[tuple[int, _Target, int], openai.OpenAI] = {}
+_SYNC_LOCK = threading.Lock()
+
+
+def _sync_client(target: _Target) -> openai.OpenAI:
+    """One SDK client (one connection pool) per endpoint per process; httpx clients are thread-safe."""
+    key = (os.getpid(), target, _max_retries())  # a forked child must not share its parent's sockets
+    with _SYNC_LOCK:
+        client = _SYNC.get(key)
+        if client is None:
+            http = _loopback_http(openai.DefaultHttpxClient) if target.embedded else None
+            client = _SYNC[key] = openai.OpenAI(base_url=target.base_url, api_key=target.api_key,
+                                                max_retries=key[2], http_client=http)
+        return client
+
+
+#: event loop (asyncio loop or trio token) -> its clients; a finished loop's clients go with it
+_ASYNC: weakref.WeakKeyDictionary[object, dict[tuple[_Target, int], openai.AsyncOpenAI]] = weakref.WeakKeyDictionary()
+
+
+def _async_client(target: _Target) -> openai.AsyncOpenAI:
+    """One async SDK client per endpoint per event loop: its connections belong to the loop that opened them."""
+    clients = _ASYNC.setdefault(_running_loop(), {})
+    key = (target, _max_retries())
+    client = clients.get(key)
+    if client is None:
+        http = _loopback_http(openai.DefaultAsyncHttpxClient) if target.embedded else None
+        client = clients[key] = openai.AsyncOpenAI(base_url=target.base_url, api_key=target.api_key,
+                                                   max_retries=key[1], http_client=http)
+    return client
+
+
+_HTTP = TypeVar("_HTTP")
+
+
+def _loopback_http(factory: Callable[..., _HTTP]) -> _HTTP:
+    """The embedded server's HTTP client: no proxies from the environment (nothing may leave the
+    machine), and no TLS context (plain http on 127.0.0.1; loading the CA bundle costs 80 ms)."""
+    return factory(trust_env=False, verify=False)
+
+
+def warm_up() -> None:
+    """Start the embedded server and its client now, so the first call pays no set-up (about 30 ms)."""
+    target = _target(None)
+    if target.embedded:
+        _sync_client(target).models.list()
+
+
+def _running_loop() -> object:
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    import asyncio
+
+    return asyncio.get_running_loop()
+
+
+def _request(target: _Target, messages: Sequence[Message], model: str, max_tokens: int | None,
+             timeout: float, tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any) -> dict[str, Any]:
+    """The keyword arguments of ``chat.completions.create`` common to every call."""
+    kwargs: dict[str, Any] = {"model": model, "messages": list(messages), "timeout": timeout}
+    if max_tokens is not None:
+        kwargs["max_tokens"] = max_tokens
+    if tools:
+        kwargs["tools"] = list(tools)
+    if tool_choice is not None:
+        kwargs["tool_choice"] = tool_choice
+    if target.embedded:
+        # which simulated engine and KV cache: exactly what the in-process call chose
+        kwargs["extra_headers"] = {_server.INSTANCE_HEADER: _replica(), _server.SESSION_HEADER: current_session()}
+    return kwargs
+
+
+def _llm_error(target: _Target, error: Exception) -> LLMError:
+    status = error.status_code if isinstance(error, openai.APIStatusError) else None
+    where = "the simulated LLM server" if target.embedded else target.base_url
+    body = getattr(error, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    # the server's own words when it sent an OpenAI error object, else the SDK's
+    detail = inner.get("message") if isinstance(inner, dict) and inner.get("message") else None
+    detail = detail or getattr(error, "message", None) or str(error)
+    code = f"HTTP {status}: " if status is not None else ""
+    return LLMError(f"{where}: {code}{detail}", status)
+
+
+def _result(completion: ChatCompletion) -> ChatResult:
+    if not completion.choices:
+        raise LLMError(f"not an OpenAI chat completion (no choices): {str(completion)[:200]}")
+    choice = completion.choices[0]
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments)
+                  for c in (choice.message.tool_calls or ()) if c.type == "function")
+    return ChatResult(choice.message.content or "", _usage(completion.usage), calls, choice.finish_reason,
+                      completion.model)
+
+
+def _usage(usage: Any) -> TokenUsage | None:
+    if usage is None:
+        return None
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return TokenUsage(usage.prompt_tokens, usage.completion_tokens, cached)
+
+
+# -- streaming ----------------------------------------------------------------
+
+
+class _Accumulator:
+    """Folds stream chunks into the :class:`ChatResult` a non-streamed call would have returned."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.calls: dict[int, dict[str, str]] = {}
+        self.usage: TokenUsage | None = None
+        self.finish: str | None = None
+        self.model = ""
+
+    def add(self, chunk: ChatCompletionChunk) -> str:
+        self.model = chunk.model or self.model
+        if chunk.usage is not None:
+            self.usage = _usage(chunk.usage)
+        delta_text = ""
+        for choice in chunk.choices[:1]:
+            self.finish = choice.finish_reason or self.finish
+            delta_text = choice.delta.content or ""
+            for call in choice.delta.tool_calls or ():
+                slot = self.calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = call.id or slot["id"]
+                if call.function is not None:
+                    slot["name"] += call.function.name or ""
+                    slot["arguments"] += call.function.arguments or ""
+        self.parts.append(delta_text)
+        return delta_text
+
+    def result(self) -> ChatResult:
+        calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(self.calls.items()))
+        return ChatResult("".join(self.parts), self.usage, calls, self.finish, self.model)
+
+
+class ChatStream:
+    """``chat(..., stream=True)``: iterate for the text deltas; ``result`` once they are all out."""
+
+    def __init__(self, stream: Any, target: _Target) -> None:
+        self._stream, self._target = stream, target
+        self._acc = _Accumulator()
+        self._done = False
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for chunk in self._stream:
+                text = self._acc.add(chunk)
+                if text:
+                    yield text
+        except openai.APIError as error:
+            raise _llm_error(self._target, error) from error
+        self._done = True
+
+    @property
+    def result(self) -> ChatResult:
+        if not self._done:
+            raise NalarcError("ChatStream.result: the stream has not been read to its end")
+        return self._acc.result()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncChatStream:
+    """``achat(..., stream=True)``: ``async for`` the text deltas; ``result`` once they are all out."""
+
+    def __init__(self, stream: Any, target: _Target) -> None:
+        self._stream, self._target = stream, target
+        self._acc = _Accumulator()
+        self._done = False
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self._stream:
+                text = self._acc.add(chunk)
+                if text:
+                    yield text
+        except openai.APIError as error:
+            raise _llm_error(self._target, error) from error
+        self._done = True
+
+    @property
+    def result(self) -> ChatResult:
+        if not self._done:
+            raise NalarcError("AsyncChatStream.result: the stream has not been read to its end")
+        return self._acc.result()
+
+    async def aclose(self) -> None:
+        await self._stream.close()
+
+
+# -- the API ------------------------------------------------------------------
+
+
+@overload
+def chat(messages: Sequence[Message], *, model: str = ..., max_tokens: int | None = ..., base_url: str | None = ...,
+         timeout: float = ..., tools: Sequence[Mapping[str, Any]] | None = ..., tool_choice: Any = ...,
+         full: Literal[False] = ..., stream: Literal[False] = ...) -> str: ...
+@overload
+def chat(messages: Sequence[Message], *, model: str = ..., max_tokens: int | None = ..., base_url: str | None = ...,
+         timeout: float = ..., tools: Sequence[Mapping[str, Any]] | None = ..., tool_choice: Any = ...,
+         full: Literal[True], stream: Literal[False] = ...) -> ChatResult: ...
+@overload
+def chat(messages: Sequence[Message], *, model: str = ..., max_tokens: int | None = ..., base_url: str | None = ...,
+         timeout: float = ..., tools: Sequence[Mapping[str, Any]] | None = ..., tool_choice: Any = ...,
+         full: bool = ..., stream: Literal[True]) -> ChatStream: ...
 def chat(
     messages: Sequence[Message],
     *,
@@ -80,19 +385,73 @@ def chat(
     max_tokens: int | None = None,
     base_url: str | None = None,
     timeout: float = 600.0,
-) -> str:
-    """One chat completion: the reply's text.
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: Any = None,
+    full: bool = False,
+    stream: bool = False,
+) -> str | ChatResult | ChatStream:
+    """One chat completion through the ``openai`` SDK: the reply's text.
 
-    With ``base_url`` (or ``OPENAI_BASE_URL``) set, POSTs to
-    ``{base_url}/chat/completions`` (``OPENAI_API_KEY`` as bearer token);
-    otherwise the simulated engine for ``model`` answers, deterministically.
+    ``full=True`` returns a :class:`ChatResult` (text, usage, tool calls);
+    ``stream=True`` a :class:`ChatStream` of text deltas.  With ``base_url``
+    (or ``OPENAI_BASE_URL``) set the call goes there (``OPENAI_API_KEY`` as
+    key); otherwise to this process's simulated server on 127.0.0.1, where
+    the engine for ``model`` and the calling instance answers, deterministically.
+    HTTP errors raise :class:`LLMError` (after the SDK's ``NALARC_LLM_MAX_RETRIES``
+    retries of 408/409/429/5xx, default 2).
     """
-    url = base_url or os.environ.get("OPENAI_BASE_URL")
-    if url:
-        return _remote(url, messages, model, max_tokens, timeout)
-    prompt = _prompt(messages)
-    text, _ = engine_for(model).generate(prompt, current_session(), f"{model}|{prompt}", max_tokens)
-    return text
+    target = _target(base_url)
+    kwargs = _request(target, messages, model, max_tokens, timeout, tools, tool_choice)
+    client = _sync_client(target)
+    try:
+        if stream:
+            chunks = client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+            return ChatStream(chunks, target)
+        completion = client.chat.completions.create(**kwargs)
+    except openai.APIError as error:
+        raise _llm_error(target, error) from error
+    result = _result(completion)
+    return result if full else result.text
+
+
+@overload
+async def achat(messages: Sequence[Message], *, model: str = ..., max_tokens: int | None = ...,
+                base_url: str | None = ..., timeout: float = ..., tools: Sequence[Mapping[str, Any]] | None = ...,
+                tool_choice: Any = ..., full: Literal[False] = ..., stream: Literal[False] = ...) -> str: ...
+@overload
+async def achat(messages: Sequence[Message], *, model: str = ..., max_tokens: int | None = ...,
+                base_url: str | None = ..., timeout: float = ..., tools: Sequence[Mapping[str, Any]] | None = ...,
+                tool_choice: Any = ..., full: Literal[True], stream: Literal[False] = ...) -> ChatResult: ...
+@overload
+async def achat(messages: Sequence[Message], *, model: str = ..., max_tokens: int | None = ...,
+                base_url: str | None = ..., timeout: float = ..., tools: Sequence[Mapping[str, Any]] | None = ...,
+                tool_choice: Any = ..., full: bool = ..., stream: Literal[True]) -> AsyncChatStream: ...
+async def achat(
+    messages: Sequence[Message],
+    *,
+    model: str = "default",
+    max_tokens: int | None = None,
+    base_url: str | None = None,
+    timeout: float = 600.0,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: Any = None,
+    full: bool = False,
+    stream: bool = False,
+) -> str | ChatResult | AsyncChatStream:
+    """:func:`chat` for async code (trio or asyncio), through ``openai.AsyncOpenAI``."""
+    target = _target(base_url)
+    kwargs = _request(target, messages, model, max_tokens, timeout, tools, tool_choice)
+    client = _async_client(target)
+    try:
+        if stream:
+            chunks = await client.chat.completions.create(**kwargs, stream=True,
+                                                          stream_options={"include_usage": True})
+            return AsyncChatStream(chunks, target)
+        completion = await client.chat.completions.create(**kwargs)
+    except openai.APIError as error:
+        raise _llm_error(target, error) from error
+    result = _result(completion)
+    return result if full else result.text
 
 
 def chat_batch(conversations: Sequence[Sequence[Message]], *, model: str = "default",
@@ -100,34 +459,20 @@ def chat_batch(conversations: Sequence[Sequence[Message]], *, model: str = "defa
     """Several chat completions as one batched generation (for ``batchable`` agents).
 
     A real endpoint batches on its own: the requests are sent one after
-    another.  The simulated engine runs them in one batch slot: the prefills
-    add up, the decode lasts as long as the longest reply.
+    another.  The simulated server runs them in one batch slot (one request,
+    the conversations in its ``nalarc_conversations`` field, a choice each):
+    the prefills add up, the decode lasts as long as the longest reply.
     """
-    url = base_url or os.environ.get("OPENAI_BASE_URL")
-    if url:
-        return [_remote(url, messages, model, max_tokens, timeout) for messages in conversations]
-    prompts = [_prompt(messages) for messages in conversations]
-    keys = [f"{model}|{prompt}" for prompt in prompts]
-    texts, _ = engine_for(model).generate_batch(prompts, current_session(), keys, max_tokens)
-    return texts
-
-
-def _prompt(messages: Sequence[Message]) -> str:
-    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages)
-
-
-def _remote(url: str, messages: Sequence[Message], model: str, max_tokens: int | None, timeout: float) -> str:
-    body: dict[str, Any] = {"model": model, "messages": list(messages)}
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    request = urllib.request.Request(
-        url.rstrip("/") + "/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', 'none')}"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured endpoint
-        data = json.loads(response.read())
+    target = _target(base_url)
+    if not target.embedded:
+        return [chat(messages, model=model, max_tokens=max_tokens, base_url=base_url, timeout=timeout)
+                for messages in conversations]
+    if not conversations:
+        return []
+    kwargs = _request(target, conversations[0], model, max_tokens, timeout, None, None)
+    kwargs["extra_body"] = {_server.BATCH_FIELD: [list(m) for m in conversations]}
     try:
-        return str(data["choices"][0]["message"]["content"])
-    except (KeyError, IndexError, TypeError):
-        raise NalarcError(f"{url}: not an OpenAI chat completion response: {str(data)[:200]}") from None
+        completion = _sync_client(target).chat.completions.create(**kwargs)
+    except openai.APIError as error:
+        raise _llm_error(target, error) from error
+    return [choice.message.content or "" for choice in sorted(completion.choices, key=lambda c: c.index)]

@@ -10,12 +10,14 @@ times divided by ``time_scale`` so experiments can be compressed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -46,7 +48,9 @@ class Usage:
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
+    #: simulated seconds of the whole generation, and of its prefill
     seconds: float
+    prefill_seconds: float = 0.0
 
 
 def count_tokens(text: str) -> int:
@@ -107,9 +111,35 @@ class SimulatedEngine:
     def generate_batch(self, prompts: list[str], session: str, keys: list[str],
                        max_tokens: int | None = None) -> tuple[list[str], Usage]:
         """Several sequences in one batch slot: prefills add up, decode lasts as long as the longest."""
+        outs = [self.output_tokens(k, max_tokens) for k in keys]
+        with self._slot(prompts, session, outs) as usage:
+            time.sleep(usage.seconds / self.config.time_scale)
+        texts = [_text(k, out) for k, out in zip(keys, outs)]
+        return texts, usage
+
+    def generate_stream(self, prompt: str, session: str, key: str, max_tokens: int | None = None,
+                        usage_out: list[Usage] | None = None) -> Iterator[str]:
+        """:meth:`generate` as text deltas: the prefill before the first, the decode spread over the rest.
+
+        The deltas join to :meth:`generate`'s text and the whole lasts as long;
+        the usage is appended to ``usage_out`` once the last delta is out.
+        """
+        out = self.output_tokens(key, max_tokens)
+        words = _text(key, out).split(" ")
+        with self._slot([prompt], session, [out]) as usage:
+            decode = usage.seconds - usage.prefill_seconds
+            time.sleep(usage.prefill_seconds / self.config.time_scale)
+            for i, word in enumerate(words):
+                time.sleep(decode / len(words) / self.config.time_scale)
+                yield word if i == 0 else " " + word
+        if usage_out is not None:
+            usage_out.append(usage)
+
+    @contextlib.contextmanager
+    def _slot(self, prompts: list[str], session: str, outs: list[int]) -> Iterator[Usage]:
+        """Hold a batch slot for one generation and price it; the caller sleeps the time."""
         config = self.config
         prompt_tokens = [count_tokens(p) for p in prompts]
-        outs = [self.output_tokens(k, max_tokens) for k in keys]
         with self._slots:
             with self._lock:
                 self._active += 1
@@ -119,14 +149,11 @@ class SimulatedEngine:
                 uncached = sum(prompt_tokens) - cached
                 prefill = (uncached + cached * config.cache_hit_cost) * config.prefill_s_per_token
                 decode = max(outs) * config.decode_s_per_token * (1 + config.batch_slowdown * (batch - 1))
-                seconds = prefill + decode
-                time.sleep(seconds / config.time_scale)
+                yield Usage(sum(prompt_tokens), cached, sum(outs), prefill + decode, prefill)
                 self._remember(session, prompt_tokens[-1] + outs[-1])
             finally:
                 with self._lock:
                     self._active -= 1
-        texts = [_text(k, out) for k, out in zip(keys, outs)]
-        return texts, Usage(sum(prompt_tokens), cached, sum(outs), seconds)
 
 
 _WORDS = (
