@@ -301,13 +301,23 @@ class _Accumulator:
         return ChatResult("".join(self.parts), self.usage, calls, self.finish, self.model)
 
 
-class ChatStream:
-    """``chat(..., stream=True)``: iterate for the text deltas; ``result`` once they are all out."""
+class _Stream:
+    """What a sync and an async stream share: the accumulated result, once read to its end."""
 
     def __init__(self, stream: Any, target: _Target) -> None:
         self._stream, self._target = stream, target
         self._acc = _Accumulator()
         self._done = False
+
+    @property
+    def result(self) -> ChatResult:
+        if not self._done:
+            raise NalarcError(f"{type(self).__name__}.result: the stream has not been read to its end")
+        return self._acc.result()
+
+
+class ChatStream(_Stream):
+    """``chat(..., stream=True)``: iterate for the text deltas; ``result`` once they are all out."""
 
     def __iter__(self) -> Iterator[str]:
         try:
@@ -319,12 +329,6 @@ class ChatStream:
             raise _llm_error(self._target, error) from error
         self._done = True
 
-    @property
-    def result(self) -> ChatResult:
-        if not self._done:
-            raise NalarcError("ChatStream.result: the stream has not been read to its end")
-        return self._acc.result()
-
     def close(self) -> None:
         self._stream.close()
 
@@ -335,13 +339,8 @@ class ChatStream:
         self.close()
 
 
-class AsyncChatStream:
+class AsyncChatStream(_Stream):
     """``achat(..., stream=True)``: ``async for`` the text deltas; ``result`` once they are all out."""
-
-    def __init__(self, stream: Any, target: _Target) -> None:
-        self._stream, self._target = stream, target
-        self._acc = _Accumulator()
-        self._done = False
 
     async def __aiter__(self) -> AsyncIterator[str]:
         try:
@@ -352,12 +351,6 @@ class AsyncChatStream:
         except openai.APIError as error:
             raise _llm_error(self._target, error) from error
         self._done = True
-
-    @property
-    def result(self) -> ChatResult:
-        if not self._done:
-            raise NalarcError("AsyncChatStream.result: the stream has not been read to its end")
-        return self._acc.result()
 
     async def aclose(self) -> None:
         await self._stream.close()
