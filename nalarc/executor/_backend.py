@@ -180,6 +180,9 @@ class ControlledBackend(Generic[W]):
             return
         self.push.finished(call_id)
         entry, controller = found
+        if entry.abandoned:  # a hung call that returned after its timeout: its result and state are dropped
+            controller.release(entry)
+            return
         ok = done.ok
         if ok and entry.call.pushes is not None:
             self.push.pushed(entry.call, call_id, worker, done.pushed)
@@ -228,6 +231,8 @@ class ControlledBackend(Generic[W]):
         reruns = self.placement.rerun_after_crash
         for entry, controller in lost.values():
             controller.release(entry)
+            if entry.abandoned:
+                continue  # it timed out: nobody waits for it any more
             if retry_safe(controller.spec) and entry.attempts < reruns:
                 entry.attempts += 1
                 self._route(entry.call).submit(entry)  # runs where a live worker is first
@@ -300,12 +305,25 @@ class ControlledBackend(Generic[W]):
                 with trio.move_on_after(directives.timeout) as scope:
                     await entry.done.wait()
                 if scope.cancelled_caught:
+                    self._abandon(entry)
                     entry.ok, entry.payload = False, cloudpickle.dumps(TimeoutError(f"{call.label} timed out after {directives.timeout} s"))
             if entry.ok:
                 return entry.payload
             if attempt == directives.retries:
                 raise _error_of(entry)
         raise AssertionError("unreachable")
+
+    def _abandon(self, entry: QueuedCall) -> None:
+        """A call that timed out: still queued, it never runs; running, whatever it returns is discarded.
+
+        A worker cannot stop a thread safely, so a running call keeps its slot until
+        it returns (the instance's capacity stays honest); its managed-state writes
+        are never committed (:meth:`_finish`) and a crash does not re-run it (:meth:`lost`).
+        """
+        entry.abandoned = True
+        for controller in self.instances.values():
+            if controller.take_future(entry.future_id):
+                return
 
     def start_call(self, call: _rt.CallRecord) -> bool:
         """Queue a ready call now; :meth:`_deliver` settles its future (``_rt._start_now``).

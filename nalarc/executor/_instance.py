@@ -72,6 +72,8 @@ class QueuedCall:
     created: float = field(default_factory=trio.current_time)
     #: The instance was asked to preempt this call: a failure re-queues it.
     preempted: bool = False
+    #: It timed out (``timeout`` directive): its late result and managed-state writes are discarded.
+    abandoned: bool = False
     in_batch: bool = False
     started: float = 0.0
     #: Its live item in the instance's heap while queued, else None.

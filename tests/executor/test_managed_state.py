@@ -111,3 +111,54 @@ def test_sessions_under_load_with_migration_and_restart(tmp_path: Path) -> None:
     for (length, total, session), s in zip(resumed, (0, 1, 199)):
         assert length == STEPS + 1 and session == f"s{s}"
         assert total == expected[f"s{s}"][-1][1] + 1
+
+
+HUNG_APP = '''
+import time
+import nalarc
+
+@nalarc.agent(timeout=0.4)
+class Notes:
+    items = nalarc.ManagedList()
+
+    def add(self, item, seconds):
+        self.items.append(item)
+        time.sleep(seconds)  # a hung call: returns only after its timeout
+        return list(self.items)
+
+    def read(self):
+        return list(self.items)
+
+@nalarc.workflow
+def add(item, seconds=0.0):
+    return Notes().add(item, seconds)
+
+@nalarc.workflow
+def read():
+    return Notes().read()
+'''
+
+
+def test_a_call_that_times_out_has_its_managed_state_writes_discarded(tmp_path: Path) -> None:
+    """The hung call fails with ``TimeoutError``; when it returns later, its writes are dropped,
+    not committed over the calls that ran meanwhile."""
+    (tmp_path / "hung_app.py").write_text(textwrap.dedent(HUNG_APP), encoding="utf-8")
+    app = load_app(tmp_path / "hung_app.py", out_dir=tmp_path / "build")
+
+    async def main() -> dict[str, Any]:
+        async with open_service(app, StateStore(None), Placement(workers=1, instances={"Notes": 2})) as service:
+            out: dict[str, Any] = {"first": await service.run("add", {"item": "a"}, "s")}
+            try:
+                await service.run("add", {"item": "hung", "seconds": 1.2}, "s")
+            except TimeoutError as exc:
+                out["timeout"] = exc
+            out["meanwhile"] = await service.run("add", {"item": "b"}, "s")
+            await trio.sleep(1.2)  # the hung call has returned by now
+            out["after"] = await service.run("read", {}, "s")
+            return out
+
+    out = trio.run(main)
+    assert out["first"] == ["a"]
+    assert "timed out after 0.4 s" in str(out["timeout"])
+    assert out["meanwhile"] == ["a", "b"]
+    assert out["after"] == ["a", "b"]
