@@ -23,6 +23,8 @@ import os
 import secrets
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,10 +48,37 @@ class WorkerHandle:
         self.conn: FramedStream | None = None
         self.ready = trio.Event()
         self.alive = True
+        #: ``time.monotonic()`` when it was started.
+        self.started = time.monotonic()
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+
+@dataclass
+class RestartBackoff:
+    """How long to wait before restarting a worker that died (systemd's and Kubernetes' rule).
+
+    The first restart is immediate: a worker killed once (the OOM killer, a chaos
+    test) should be back at once.  A worker that dies again within ``stable``
+    seconds of its start is restarted after ``first``, then twice as long each
+    time, up to ``cap``; one that lived ``stable`` seconds starts the count afresh.
+    """
+
+    first: float = 0.25
+    cap: float = 10.0
+    stable: float = 10.0
+    _quick_deaths: dict[str, int] = field(default_factory=dict)
+
+    def delay(self, worker: WorkerHandle, now: float) -> float:
+        """Seconds to wait before restarting ``worker``, which died at ``now``."""
+        if now - worker.started >= self.stable:
+            self._quick_deaths[worker.id] = 0
+            return 0.0
+        deaths = self._quick_deaths.get(worker.id, 0)
+        self._quick_deaths[worker.id] = deaths + 1
+        return 0.0 if deaths == 0 else min(self.cap, self.first * 2 ** (deaths - 1))
 
 
 class ProcessPool:
@@ -64,6 +93,9 @@ class ProcessPool:
         self._nursery: trio.Nursery | None = None
         self._events: PoolEvents[WorkerHandle] | None = None
         self.closing = False
+        self.backoff = RestartBackoff()
+        #: Restarts so far, and how many of them waited (for the status page and tests).
+        self.restarts = self.delayed_restarts = 0
 
     @property
     def workers(self) -> Mapping[str, WorkerHandle]:
@@ -161,7 +193,7 @@ class ProcessPool:
             return
 
     async def _supervise(self, worker: WorkerHandle) -> None:
-        """Wait for the worker to die; report it; start a replacement under the same id."""
+        """Wait for the worker to die; report it; start a replacement under the same id (after its backoff)."""
         await worker.process.wait()
         worker.alive = False
         if self.closing:
@@ -169,6 +201,11 @@ class ProcessPool:
         assert self._events is not None
         code = worker.process.returncode
         self._events.lost(worker, -code if code is not None and code < 0 else None)
+        delay = self.backoff.delay(worker, time.monotonic())
+        self.restarts += 1
+        if delay:
+            self.delayed_restarts += 1
+            await trio.sleep(delay)  # its instances' queued calls wait (or are moved by the policy)
         replacement = await self._spawn(worker.id)
         with trio.fail_after(60):
             await replacement.ready.wait()
