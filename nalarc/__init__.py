@@ -14,6 +14,7 @@ from ._errors import CompileError as CompileError
 from ._errors import DirectiveError as DirectiveError
 from ._errors import NalarcError as NalarcError
 from ._errors import OutcomeUnknown as OutcomeUnknown
+from ._errors import PoisonRequest as PoisonRequest
 from ._errors import RemoteError as RemoteError
 from ._intrinsics import as_completed as as_completed
 from ._intrinsics import available as available
@@ -55,6 +56,7 @@ __all__ = [
     "ManagedList",
     "NalarcError",
     "OutcomeUnknown",
+    "PoisonRequest",
     "RemoteError",
     "__version__",
     "agent",

@@ -84,3 +84,8 @@ class OutcomeUnknown(NalarcError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (OutcomeUnknown, (self.component, self.request))
+
+
+class PoisonRequest(NalarcError):
+    """A journaled request was not resumed: each of its last runs ended in a crash of the server
+    (``--journal-max-attempts``, docs/durability.md).  Its run id reports this error."""

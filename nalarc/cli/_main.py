@@ -138,6 +138,8 @@ def run(
     journal_retention: Annotated[float, typer.Option("--journal-retention", min=0.001, help="Seconds finished requests (and their idempotency keys) are kept (with --serve) [7 days].")] = 7 * 24 * 3600.0,
     journal_max_runs: Annotated[int, typer.Option("--journal-max-runs", min=1, help="Finished requests kept at most, newest first (with --serve).")] = 10_000,
     drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0, help="Seconds admitted requests get to finish after SIGTERM/SIGINT (with --serve); the rest resume at the next start.")] = 30.0,
+    journal_max_attempts: Annotated[int, typer.Option("--journal-max-attempts", min=1, help="Runs of a request that may end in a crash of the server; then it is not resumed again but fails with PoisonRequest (with --serve).")] = 3,
+    rerun_after_crash: Annotated[int, typer.Option("--rerun-after-crash", min=0, help="Times a retry-safe call is re-run after its worker died; then it fails with BrokenWorkerError.")] = 3,
     load: Annotated[Optional[Path], typer.Option("--load", metavar="TRACE.jsonl", help="Replay a JSONL trace of requests (open loop).")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="R requests/s (open loop): Poisson arrivals of --workflow/--input, or the app's @workload when there is no --input.")] = None,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of arrivals with --rate.")] = 10.0,
@@ -182,12 +184,14 @@ def run(
         placement = Placement(
             workers=config.workers, instances=config.instances, policy=load_policy(config.policy),
             interval=config.interval, tracer=tracer, backend=config.backend, ray_address=config.ray_address or None,
+            rerun_after_crash=rerun_after_crash,
         )
         try:
             if serve:
                 if journal_sync not in ("normal", "full"):
                     raise NalarcError(f"--journal-sync must be normal or full, got {journal_sync!r}")
-                durability = _Durability(journal, journal_sync, journal_retention, journal_max_runs, drain_timeout)
+                durability = _Durability(journal, journal_sync, journal_retention, journal_max_runs, drain_timeout,
+                                         journal_max_attempts)
                 _serve(loaded, Path(config.state), placement, host, port, max_queue, durability)
                 return
             if load is not None or rate is not None:
@@ -220,6 +224,7 @@ class _Durability:
     retention: float
     max_runs: int
     drain_timeout: float
+    max_attempts: int
 
 
 def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_queue: int,
@@ -236,7 +241,8 @@ def _serve(loaded: Any, state: Path, placement: Any, host: str, port: int, max_q
 
     journal_path = durability.journal if durability.journal is not None else journal_path_for(state)
     journal = Journal(journal_path, sync="full" if durability.sync == "full" else "normal",
-                      retention=durability.retention, max_runs=durability.max_runs)
+                      retention=durability.retention, max_runs=durability.max_runs,
+                      max_attempts=durability.max_attempts)
 
     async def main() -> None:
         store = StateStore(state)

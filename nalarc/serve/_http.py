@@ -58,7 +58,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, HTTPScope, Scope
 
-from .._errors import NalarcError
+from .._errors import NalarcError, PoisonRequest
 from ..executor import LoadedApp, Service, bind_inputs
 from ._journal import Entry, Journal, canonical_json
 
@@ -177,6 +177,8 @@ class ServeApp:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.responses: Counter[int] = Counter()
         self.resumed = 0
+        #: Unfinished requests failed at start instead of resumed (:meth:`resume_unfinished`).
+        self.poisoned = 0
         self.replayed = 0
         self.runs: dict[str, RunRecord] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -185,16 +187,27 @@ class ServeApp:
     # -- lifecycle -----------------------------------------------------------------
 
     def resume_unfinished(self) -> int:
-        """Re-run every journaled request without an outcome, under its run id; how many."""
-        entries = self.journal.unfinished()
-        for entry in entries:
+        """Re-run every journaled request without an outcome, under its run id; how many.
+
+        A request that already had ``journal.max_attempts`` runs end in a crash is not run
+        again: it fails with :class:`~nalarc.PoisonRequest` (else it would crash every start).
+        """
+        resumed = 0
+        for entry in self.journal.unfinished():
+            if entry.attempts >= self.journal.max_attempts:
+                self.poisoned += 1
+                error = PoisonRequest(f"run {entry.run_id} was started {entry.attempts} time(s) and each run ended "
+                                      f"in a crash of the server; it is not resumed again")
+                self.journal.finish(entry.run_id, "failed", error_body(error))
+                continue
             self.journal.count_resume(entry.run_id)
             record = RunRecord.from_entry(entry)
             self.runs[record.run_id] = record
             self.admitted += 1
             self.resumed += 1
             self.nursery.start_soon(self._execute, record, entry.inputs, True)
-        return len(entries)
+            resumed += 1
+        return resumed
 
     def start_draining(self) -> None:
         self.draining = True
@@ -386,6 +399,10 @@ class ServeApp:
                 self.journal.finish(record.run_id, "done" if ok else "failed", value)
             except sqlite3.Error as exc:  # the row stays accepted: the next start runs it again
                 print(f"nalarc: cannot journal the outcome of run {record.run_id}: {exc}", file=sys.stderr)
+        except trio.Cancelled:
+            if self.draining:  # stopped by a graceful shutdown, not crashed: not a poison attempt
+                self.journal.uncount_attempt(record.run_id)
+            raise
         finally:
             self.admitted -= 1
         record.settle(ok, value, time.time())
@@ -423,6 +440,7 @@ class ServeApp:
             "uptime_seconds": round(time.time() - self.started, 3),
             "journal": {"path": str(self.journal.path) if self.journal.path else None,
                         "requests": self.journal.counts(), "resumed_at_start": self.resumed,
+                        "poisoned_at_start": self.poisoned, "max_attempts": self.journal.max_attempts,
                         "runs_in_memory": len(self.runs), "calls": dict(self.service.calls)},
             "workers": status["workers"],
             "instances": status["instances"],
@@ -454,6 +472,9 @@ class ServeApp:
                [({"outcome": k}, v) for k, v in self.service.calls.items()])
         family("nalarc_requests_resumed_total", "counter", "Unfinished journaled requests resumed at start.",
                [({}, self.resumed)])
+        family("nalarc_requests_poisoned_total", "counter",
+               "Unfinished journaled requests failed at start: their runs kept crashing the server.",
+               [({}, self.poisoned)])
         family("nalarc_draining", "gauge", "1 while the server drains after the shutdown trigger.",
                [({}, float(self.draining))])
         status = self.service.status()

@@ -41,6 +41,8 @@ Sync = Literal["normal", "full"]
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 #: Finished requests kept at most (the newest).
 DEFAULT_MAX_RUNS = 100_000
+#: Runs a request gets that end in a crash of the server before it is failed as a poison request.
+DEFAULT_MAX_ATTEMPTS = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -111,10 +113,12 @@ class Journal:
     """
 
     def __init__(self, path: Path | None, *, sync: Sync = "normal", retention: float = DEFAULT_RETENTION,
-                 max_runs: int = DEFAULT_MAX_RUNS) -> None:
-        if retention <= 0 or max_runs < 1:
-            raise ValueError("retention must be positive and max_runs at least 1")
+                 max_runs: int = DEFAULT_MAX_RUNS, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+        if retention <= 0 or max_runs < 1 or max_attempts < 1:
+            raise ValueError("retention must be positive, max_runs and max_attempts at least 1")
         self.path, self.retention, self.max_runs = path, retention, max_runs
+        #: A request whose ``attempts`` reached this is not resumed (:meth:`ServeApp.resume_unfinished`).
+        self.max_attempts = max_attempts
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit; every write below is one statement, one transaction.
@@ -196,6 +200,14 @@ class Journal:
 
     def count_resume(self, run_id: str) -> None:
         self._db.execute("UPDATE requests SET attempts = attempts + 1 WHERE run_id = ?", (run_id,))
+
+    def uncount_attempt(self, run_id: str) -> None:
+        """The run was stopped by a graceful shutdown: it does not count towards ``max_attempts``.
+
+        ``attempts`` counts the runs of a request that ended in a crash or are still
+        going; only a request that keeps crashing the server is a poison request.
+        """
+        self._db.execute("UPDATE requests SET attempts = MAX(attempts - 1, 0) WHERE run_id = ?", (run_id,))
 
     def prune(self, now: float | None = None) -> int:
         """Drop finished requests past the retention or beyond the newest ``max_runs``; how many."""

@@ -244,3 +244,60 @@ def _wait(server: Server) -> str:
             server.process.kill()
             server.process.communicate()
     return stderr
+
+
+POISON_APP = '''
+import os
+import signal
+import time
+import nalarc
+
+@nalarc.tool(idempotent=True)  # else the resumed run would not run it again (OutcomeUnknown)
+def crash_the_server(log):
+    with open(log, "a") as f:
+        f.write("start\\n")
+    time.sleep(0.3)  # the 202 goes out first
+    os.kill(os.getppid(), signal.SIGKILL)  # the worker's parent: the server
+
+@nalarc.workflow
+def poison(log):
+    return crash_the_server(log)
+
+@nalarc.workflow
+def job(tag, seconds, log):
+    return tag
+'''
+
+
+def test_a_request_that_crashes_every_server_that_runs_it_is_failed_as_poison(tmp_path: Path) -> None:
+    """``--journal-max-attempts 2``: the request's first run and one resumed run crash the server;
+    the next start fails it with ``PoisonRequest`` instead of crashing again, and serves on."""
+    app_file = tmp_path / "poison_app.py"
+    app_file.write_text(textwrap.dedent(POISON_APP), encoding="utf-8")
+    state, log, port = tmp_path / "state.db", tmp_path / "effects.log", free_port()
+    server = Server(app_file, state, port, "--journal-max-attempts", "2")
+    accepted = httpx.post(f"{server.base}/v1/workflows/poison?async=1", json={"log": str(log)}, timeout=10)
+    assert accepted.status_code == 202
+    run_id = accepted.json()["run_id"]
+    assert server.process.wait(timeout=30) == -signal.SIGKILL
+    server.process.communicate()
+    # The restart resumes it (its second run): the server is killed again, maybe before it answers /healthz.
+    restart = subprocess.Popen(
+        [sys.executable, "-m", "nalarc", "run", str(app_file), "--serve", "--port", str(port), "--workers", "2",
+         "--state", str(state), "--journal-max-attempts", "2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert restart.wait(timeout=60) == -signal.SIGKILL
+    restart.communicate()
+    assert effect_lines(log) == ["start", "start"]
+    server = Server(app_file, state, port, "--journal-max-attempts", "2")
+    try:
+        run = httpx.get(f"{server.base}/v1/runs/{run_id}", timeout=10).json()
+        assert run["status"] == "failed" and run["error"] == "PoisonRequest", run
+        assert "started 2 time(s)" in run["message"]
+        status = httpx.get(f"{server.base}/v1/status", timeout=10).json()["journal"]
+        assert status["poisoned_at_start"] == 1 and status["resumed_at_start"] == 0
+        assert server.post("after", 0.0, log).json() == {"result": "after"}
+        assert effect_lines(log) == ["start", "start"]  # not run a third time
+    finally:
+        server.stop(signal.SIGTERM)
+    assert journal_rows(state)[run_id] == ("failed", None)

@@ -93,3 +93,17 @@ def test_the_call_journal_keeps_results_and_markers_until_the_request_finishes(t
     assert journal.lookup("r1", "k1") is MISSING and journal.call_count("r1") == 0  # dropped with its outcome
     assert journal.call_count() == 1
     journal.close()
+
+
+def test_attempts_count_runs_that_ended_in_a_crash_not_graceful_stops(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", max_attempts=2)
+    journal.accept("r1", "wf", {}, "s", None)  # its first run
+    journal.uncount_attempt("r1")  # ... stopped by a drain
+    journal.count_resume("r1")  # resumed at the next start
+    (entry,) = journal.unfinished()
+    assert entry.attempts == 1 and journal.max_attempts == 2
+    journal.count_resume("r1")
+    assert journal.unfinished()[0].attempts == 2
+    journal.close()
+    with pytest.raises(ValueError):
+        Journal(None, max_attempts=0)
