@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from .. import _events
+from .._errors import NalarcError
 
 
 class TerminalEvents:
@@ -40,7 +41,7 @@ class TerminalEvents:
         self.out.flush()
         line = self.answers.readline()
         if not line:
-            raise _events.NalarcError("the run was interrupted and standard input is closed: no resume value")
+            raise NalarcError("the run was interrupted and standard input is closed: no resume value")
         text = line.rstrip("\n")
         try:
             return json.loads(text)
