@@ -247,3 +247,112 @@ def test_an_interrupt_survives_a_restart_and_the_tool_before_it_fires_once(tmp_p
         ("resumed", {"value": True}),
         ("result", {"result": done["result"]}),
     ]
+
+
+# -- the endpoints' contract ------------------------------------------------------------
+
+GATED_APP = '''
+import os
+import time
+import nalarc
+
+@nalarc.tool(idempotent=True)
+def wait(gate):
+    while not os.path.exists(gate):
+        time.sleep(0.005)
+    return "open"
+
+@nalarc.workflow
+def gated(gate):
+    nalarc.stream({"waiting": True})
+    return wait(gate)
+
+@nalarc.workflow
+def ask(question):
+    return {"answer": nalarc.interrupt({"question": question})}
+'''
+
+
+def serve_scenario(app: LoadedApp, journal: Journal, scenario: Any, max_queue: int = 64) -> None:
+    async def main() -> None:
+        store, stop = StateStore(None), trio.Event()
+        try:
+            async with open_service(app, store, Placement(workers=0)) as service, trio.open_nursery() as nursery:
+                urls = await nursery.start(partial(serve, app, service, "127.0.0.1", 0, journal=journal,
+                                                   max_queue=max_queue, shutdown_trigger=stop.wait))
+                async with httpx.AsyncClient(base_url=urls[0], timeout=30) as client:
+                    await scenario(client, stop)
+                stop.set()
+        finally:
+            store.close()
+
+    trio.run(main)
+
+
+@pytest.fixture
+def gated_app(tmp_path: Path) -> LoadedApp:
+    path = tmp_path / "gated_app.py"
+    path.write_text(textwrap.dedent(GATED_APP), encoding="utf-8")
+    return load_app(path, out_dir=tmp_path / "build")
+
+
+def test_stream_requests_keep_idempotency_admission_and_draining(gated_app: LoadedApp, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    body = {"gate": str(gate)}
+
+    async def scenario(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        key = {"idempotency-key": "k1", "x-nalarc-session": "s1"}
+        async with client.stream("POST", "/v1/workflows/gated/stream", json=body, headers=key) as first:
+            assert await read_events(first, 1) == [(1, "custom", {"waiting": True})]
+        full = await client.post("/v1/workflows/gated/stream", json=body)  # max_queue=1, and the first still runs
+        assert full.status_code == 429 and "retry-after" in full.headers
+        gate.touch()
+        async with client.stream("POST", "/v1/workflows/gated/stream", json=body, headers=key) as again:
+            run_id = again.headers["x-nalarc-run-id"]
+            assert await read_events(again) == [(1, "custom", {"waiting": True}), (2, "result", {"result": "open"})]
+        other = await client.post("/v1/workflows/gated/stream", json={"gate": "elsewhere"}, headers=key)
+        assert other.status_code == 422
+        after = await client.get(f"/v1/runs/{run_id}/events", headers={"last-event-id": "1"})
+        assert parse_sse(after.text.splitlines()) == [(2, "result", {"result": "open"})]
+        assert (await client.get(f"/v1/runs/{run_id}/events?after=2")).text == ""  # nothing after the result
+        assert (await client.get(f"/v1/runs/{run_id}/events", headers={"last-event-id": "x"})).status_code == 400
+        assert (await client.get("/v1/runs/nope/events")).status_code == 404
+        assert (await client.post(f"/v1/runs/{run_id}/events")).status_code == 405
+        assert (await client.post("/v1/workflows/nope/stream", json={})).status_code == 404
+        gate2 = tmp_path / "gate2"
+        held = await client.post("/v1/workflows/gated?async=1", json={"gate": str(gate2)})
+        assert held.status_code == 202  # in flight: the server drains rather than stops
+        stop.set()
+        while (await client.get("/healthz")).status_code != 503:
+            await trio.sleep(0.01)
+        assert (await client.post("/v1/workflows/gated/stream", json=body)).status_code == 503
+        gate2.touch()
+
+    serve_scenario(gated_app, Journal(tmp_path / "requests.db"), scenario, max_queue=1)
+
+
+def test_an_interrupted_request_answers_202_and_resumes_in_process(gated_app: LoadedApp, tmp_path: Path) -> None:
+    async def scenario(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        paused = await client.post("/v1/workflows/ask", json={"question": "ship?"})
+        assert paused.status_code == 202
+        run_id = paused.json()["run_id"]
+        assert paused.json() == {"run_id": run_id, "status": "interrupted", "interrupt": {"question": "ship?"}}
+        assert paused.headers["location"] == f"/v1/runs/{run_id}"
+        async with client.stream("GET", f"/v1/runs/{run_id}/events") as events:
+            assert await read_events(events) == [(1, "interrupt", {"payload": {"question": "ship?"}})]
+        resumed = await client.post(f"/v1/runs/{run_id}/resume", json={"value": "yes"})
+        assert resumed.status_code == 202 and resumed.headers["location"] == f"/v1/runs/{run_id}"
+        async with client.stream("GET", f"/v1/runs/{run_id}/events", headers={"last-event-id": "1"}) as events:
+            assert await read_events(events) == [(2, "resumed", {"value": "yes"}),
+                                                 (3, "result", {"result": {"answer": "yes"}})]
+        assert (await client.get(f"/v1/runs/{run_id}")).json()["result"] == {"answer": "yes"}
+
+    serve_scenario(gated_app, Journal(tmp_path / "requests.db"), scenario)
+
+
+def test_an_interrupt_without_a_journal_file_fails_the_run_with_a_clear_error(gated_app: LoadedApp) -> None:
+    async def scenario(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        failed = await client.post("/v1/workflows/ask", json={"question": "ship?"})
+        assert failed.status_code == 500 and "needs the request journal on disk" in failed.json()["message"]
+
+    serve_scenario(gated_app, Journal(None), scenario)
