@@ -64,7 +64,7 @@ from .. import _events
 from .._errors import NalarcError
 from ..executor import LoadedApp, Service, bind_inputs
 from ._journal import Entry, Journal, canonical_json
-from ._stream import EventStreams, interrupt_in, resume_run, stream_endpoint
+from ._stream import EventStreams, interrupt_in, load_paused, resume_run, stream_endpoint
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1024 * 1024
@@ -214,11 +214,7 @@ class ServeApp:
             self.resumed += 1
             self.streams.append(record.run_id, "resumed", '{"restart":true}')
             self.nursery.start_soon(self._execute, record, entry.inputs, True)
-        for run_id, (key, payload) in self.journal.interrupted().items():
-            paused = self.journal.get(run_id)
-            if paused is not None:
-                self.runs[run_id] = record = RunRecord.from_entry(paused)
-                record.pause(key, payload)
+        load_paused(self)
         return len(entries)
 
     def start_draining(self) -> None:
@@ -429,11 +425,10 @@ class ServeApp:
             self.admitted -= 1
         if status == "interrupted":
             record.pause(*value)
-            self.streams.outcome(record)
-            return
-        record.settle(status == "done", value, time.time())
+        else:
+            record.settle(status == "done", value, time.time())
+            self._finished[record.run_id] = None
         self.streams.outcome(record)
-        self._finished[record.run_id] = None
         if len(self._finished) > self.journal.max_runs:
             self._trim_memory()  # the journal itself is pruned periodically: a prune per request costs O(max_runs)
 

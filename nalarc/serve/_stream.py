@@ -36,8 +36,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 from .. import _events
 from .._errors import NalarcError
-from ..runtime.lowlevel import MISSING, STARTED
-from ..runtime._replay import call_key, digest_arguments
+from ..runtime.lowlevel import MISSING, STARTED, call_key, digest_arguments
 from ._journal import Journal
 
 if TYPE_CHECKING:
@@ -290,6 +289,17 @@ def _method(scope: HTTPScope, allowed: str) -> None:
 
     if scope["method"] != allowed:
         raise HttpError(405, f"use {allowed}", [(b"allow", allowed.encode())])
+
+
+def load_paused(app: ServeApp) -> None:
+    """At start: the runs the journal has paused, in memory as ``interrupted`` (they wait for a resume)."""
+    from ._http import RunRecord
+
+    for run_id, (key, payload) in app.journal.interrupted().items():
+        entry = app.journal.get(run_id)
+        if entry is not None:
+            app.runs[run_id] = record = RunRecord.from_entry(entry)
+            record.pause(key, payload)
 
 
 async def resume_run(app: ServeApp, scope: HTTPScope, receive: ASGIReceiveCallable,
