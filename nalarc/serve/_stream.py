@@ -148,8 +148,8 @@ class EventStreams:
     def channel(self, run_id: str, journaled: bool, mute_until: str | None) -> ServedChannel:
         return ServedChannel(self, run_id, journaled, mute_until)
 
-    async def serve(self, run_id: str, after: int, status: Callable[[], str], scope: HTTPScope,
-                    receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    async def serve(self, run_id: str, after: int, status: Callable[[], str], receive: ASGIReceiveCallable,
+                    send: ASGISendCallable) -> None:
         """Answer ``text/event-stream``: the events after ``after``, then live ones, until the run is
         over or paused and everything is sent, or the client goes away."""
         await send({"type": "http.response.start", "status": 200, "headers": [
@@ -169,6 +169,7 @@ class EventStreams:
                 # Outcomes and their events are written in one step: nothing new and not
                 # pending means nothing more is coming (until a resume, which a new request reads).
                 if status() != "pending":
+                    self._waiters.pop(run_id, None)  # only readers about to stop wait on a run that is not pending
                     break
                 with trio.move_on_after(HEARTBEAT) as idle:
                     await waiter.wait()
@@ -267,7 +268,7 @@ async def stream_endpoint(app: ServeApp, scope: HTTPScope, receive: ASGIReceiveC
     else:
         return False
     app.responses[200] += 1
-    await app.streams.serve(record.run_id, after, lambda: _status(app, record), scope, receive, send)
+    await app.streams.serve(record.run_id, after, lambda: _status(app, record), receive, send)
     return True
 
 

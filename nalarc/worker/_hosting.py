@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _events
-from .._errors import NalarcError
 from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member, serve_instance
+from .._errors import NalarcError
 from .._state import StateTransaction, _instance, _session, bind_transaction
 from ..runtime import lowlevel as _rt
 from ..runtime.lowlevel import dump_exception, run_blocking
@@ -131,7 +131,7 @@ class _Relay:
 
     def interrupt(self, payload: Any) -> Any:
         raise NalarcError("nalarc.interrupt() pauses the workflow itself: call it in the workflow, "
-                                  "not in a component running on a worker")
+                          "not in a component running on a worker")
 
 
 def code_kind(fn: Any) -> str:
