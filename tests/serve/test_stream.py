@@ -270,14 +270,23 @@ def gated(gate):
 @nalarc.workflow
 def ask(question):
     return {"answer": nalarc.interrupt({"question": question})}
+
+@nalarc.tool
+def asks_itself(question):
+    return nalarc.interrupt({"question": question})
+
+@nalarc.workflow
+def ask_in_tool(question):
+    return asks_itself(question)
 '''
 
 
-def serve_scenario(app: LoadedApp, journal: Journal, scenario: Any, max_queue: int = 64) -> None:
+def serve_scenario(app: LoadedApp, journal: Journal, scenario: Any, max_queue: int = 64, workers: int = 0) -> None:
     async def main() -> None:
         store, stop = StateStore(None), trio.Event()
         try:
-            async with open_service(app, store, Placement(workers=0)) as service, trio.open_nursery() as nursery:
+            async with open_service(app, store, Placement(workers=workers)) as service, \
+                    trio.open_nursery() as nursery:
                 urls = await nursery.start(partial(serve, app, service, "127.0.0.1", 0, journal=journal,
                                                    max_queue=max_queue, shutdown_trigger=stop.wait))
                 async with httpx.AsyncClient(base_url=urls[0], timeout=30) as client:
@@ -356,3 +365,27 @@ def test_an_interrupt_without_a_journal_file_fails_the_run_with_a_clear_error(ga
         assert failed.status_code == 500 and "needs the request journal on disk" in failed.json()["message"]
 
     serve_scenario(gated_app, Journal(None), scenario)
+
+
+def test_an_interrupt_in_a_component_on_a_worker_is_a_clear_error(gated_app: LoadedApp, tmp_path: Path) -> None:
+    async def scenario(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        failed = await client.post("/v1/workflows/ask_in_tool", json={"question": "ship?"})
+        assert failed.status_code == 500 and "call it in the workflow" in failed.json()["message"]
+
+    serve_scenario(gated_app, Journal(tmp_path / "requests.db"), scenario, workers=1)
+
+
+def test_a_run_resumed_at_start_continues_its_stream_after_a_resumed_event(gated_app: LoadedApp,
+                                                                            tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.touch()
+    journal = Journal(tmp_path / "requests.db")  # as a killed server left it: accepted, one event sent
+    journal.accept("r1", "gated", {"gate": str(gate)}, "default", None)
+    journal.add_events("r1", [(1, "custom", '{"waiting":true}')])
+
+    async def scenario(client: httpx.AsyncClient, stop: trio.Event) -> None:
+        async with client.stream("GET", "/v1/runs/r1/events", headers={"last-event-id": "1"}) as events:
+            assert await read_events(events) == [(2, "resumed", {"restart": True}), (3, "custom", {"waiting": True}),
+                                                 (4, "result", {"result": "open"})]
+
+    serve_scenario(gated_app, journal, scenario)
