@@ -9,6 +9,12 @@ from ._api import Directives as Directives
 from ._api import agent as agent
 from ._api import tool as tool
 from ._api import workflow as workflow
+from ._events import Interrupted as Interrupted
+from ._events import interrupt as interrupt
+from ._events import set_interrupt_handler as set_interrupt_handler
+from ._events import set_stream_handler as set_stream_handler
+from ._events import stream as stream
+from ._events import stream_tokens as stream_tokens
 from ._errors import BrokenWorkerError as BrokenWorkerError
 from ._errors import CompileError as CompileError
 from ._errors import DirectiveError as DirectiveError
@@ -52,6 +58,7 @@ __all__ = [
     "CompileError",
     "Directives",
     "DirectiveError",
+    "Interrupted",
     "ManagedDict",
     "ManagedList",
     "NalarcError",
@@ -64,8 +71,13 @@ __all__ = [
     "available",
     "build",
     "current_session",
+    "interrupt",
     "load_app",
     "session",
+    "set_interrupt_handler",
+    "set_stream_handler",
+    "stream",
+    "stream_tokens",
     "tool",
     "value",
     "workflow",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import sys
@@ -130,6 +131,7 @@ def run(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --backend ray [RAY_ADDRESS, else a local cluster].")] = None,
     instances: Annotated[Optional[list[str]], typer.Option("--instances", help="Instances of a component: NAME=COUNT (repeatable).")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Serve the app over HTTP until Ctrl-C.")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Show the run's events live on stderr (tokens as text); answer interrupts on stdin.")] = False,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (with --serve).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (with --serve; 0: any free port).")] = 8000,
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Requests admitted at once before 429 (with --serve).")] = 1024,
@@ -163,10 +165,13 @@ def run(
     from ..executor import Placement, run_workflow
     from ..executor._trace import Tracer
     from ..policies import load_policy
+    from ._stream import terminal_events
 
     try:
         if serve + (load is not None) + (rate is not None) > 1:
             raise NalarcError("--serve, --load and --rate exclude each other")
+        if stream and (serve or load is not None or rate is not None):
+            raise NalarcError("--stream shows one run; with --serve, stream with POST /v1/workflows/NAME/stream")
         if report is not None and load is None and rate is None:
             raise NalarcError("--report needs --load or --rate")
         inputs = _parse_input(input or "{}")
@@ -198,7 +203,9 @@ def run(
                 _load(loaded, Path(config.state), placement, load, rate, duration, workflow,
                       None if input is None else inputs, session, seed, report)
                 return
-            result = run_workflow(loaded, workflow, inputs, session=session, state_path=Path(config.state), placement=placement)
+            with terminal_events() if stream else contextlib.nullcontext():
+                result = run_workflow(loaded, workflow, inputs, session=session, state_path=Path(config.state),
+                                      placement=placement)
         finally:
             if tracer is not None and trace_out is not None:
                 tracer.write(trace_out)

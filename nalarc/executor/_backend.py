@@ -13,7 +13,7 @@ What it does itself: the lifecycle of instances, sending calls to their
 workers (``nalarc.wire.Run``, ``RunBatch``, ``Preempt``), the calls in flight,
 their retries and timeouts (from their directives), what happens to them when
 a worker dies (re-run up to ``Placement.rerun_after_crash`` times if retry-safe),
-and what workers send back (``Done``, ``Call``, ``Need``, ``ProbeReply``).
+and what workers send back (``Done``, ``Call``, ``Need``, ``ProbeReply``, ``Event``).
 
 State (:class:`ControlledBackend`):
     ``router``       the instances (``instances``, ``by_component``, ``sticky`` are its own)
@@ -31,11 +31,12 @@ from typing import Any, Generic
 import cloudpickle
 import trio
 
+from .. import _events
 from .._api import ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..runtime import lowlevel as _rt
 from ..runtime.lowlevel import dump_exception
-from ..wire import BatchItem, Call, Deps, Done, Need, Preempt, ProbeReply, PushTargets, Result, Run, RunBatch
+from ..wire import BatchItem, Call, Deps, Done, Event, Need, Preempt, ProbeReply, PushTargets, Result, Run, RunBatch
 from ._controller import GlobalController, NodeStore
 from ._instance import InstanceController, QueuedCall
 from ._local import InProcessBackend
@@ -170,6 +171,8 @@ class ControlledBackend(Generic[W]):
             self.push.send_value(worker, message.call_id)
         elif kind is ProbeReply:
             self.push.probe_reply(message)
+        elif kind is Event:
+            _events.deliver(message.request, message.event, message.data)
         else:
             raise NalarcError(f"worker {worker.id} sent the driver {message!r}")
 

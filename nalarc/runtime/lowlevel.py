@@ -41,6 +41,8 @@ from ._replay import MISSING as MISSING
 from ._replay import STARTED as STARTED
 from ._replay import CallJournal as CallJournal
 from ._replay import RequestJournal as RequestJournal
+from ._replay import call_key as call_key
+from ._replay import digest_arguments as digest_arguments
 
 __all__ = [
     "AWAIT",
@@ -61,9 +63,11 @@ __all__ = [
     "STARTED",
     "Skipped",
     "await_in_loop",
+    "call_key",
     "complete_call",
     "compiled_kind",
     "current_frame",
+    "digest_arguments",
     "dump_exception",
     "get_loop",
     "md",

@@ -1,6 +1,7 @@
 """Serving a running app: the HTTP front (``nalarc run --serve``) and the load generator
 (``nalarc run --load``), both over an :class:`~nalarc.executor.Service`.  The HTTP
-front journals accepted requests (:class:`Journal`, docs/durability.md).
+front journals accepted requests (:class:`Journal`, docs/durability.md) and each run's
+event stream, served as SSE with ``Last-Event-ID`` resume (``_stream``).
 
 Nothing here decides where a call runs: that is the executor's.  This layer turns
 requests (HTTP, a trace, a Poisson process, an app's ``@workload``) into

@@ -13,9 +13,11 @@ Endpoints (JSON in, JSON out):
     answer (waiting for it if it is still running) and runs nothing; the same
     key with another request is a 422.
 ``GET /v1/runs/{id}``
-    ``{"run_id", "workflow", "session", "status": "pending" | "done" | "failed"}``
-    plus ``"result"`` when done, or ``"error"`` / ``"message"`` / ``"traceback"``
-    when failed.
+    ``{"run_id", "workflow", "session", "status": "pending" | "done" | "failed" | "interrupted"}``
+    plus ``"result"`` when done, ``"error"`` / ``"message"`` / ``"traceback"``
+    when failed, ``"interrupt"`` (the payload) when paused by ``nalarc.interrupt``.
+``POST /v1/workflows/{name}/stream``, ``GET /v1/runs/{id}/events``, ``POST /v1/runs/{id}/resume``
+    Event streams (SSE) and resuming paused runs: ``_stream``.
 ``GET /healthz``, ``GET /metrics`` (Prometheus text), ``GET /v1/status``.
 
 Errors are ``{"error": "..."}``: 400 bad JSON or header, 404 unknown workflow,
@@ -58,9 +60,11 @@ import trio
 from hypercorn.config import Config
 from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, HTTPScope, Scope
 
+from .. import _events
 from .._errors import NalarcError, PoisonRequest
 from ..executor import LoadedApp, Service, bind_inputs
 from ._journal import Entry, Journal, canonical_json
+from ._stream import EventStreams, interrupt_in, load_paused, resume_run, stream_endpoint
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1024 * 1024
@@ -104,6 +108,9 @@ class RunRecord:
     inputs_json: str = ""
     idempotency_key: str | None = None
     finished_at: float | None = None
+    #: Paused by ``nalarc.interrupt``: its payload and call key.
+    interrupt: Any = None
+    interrupt_key: str | None = None
     finished: trio.Event = field(default_factory=trio.Event, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,9 +118,20 @@ class RunRecord:
                                "session": self.session, "status": self.status}
         if self.status == "done":
             out["result"] = self.result
+        elif self.status == "interrupted":
+            out["interrupt"] = self.interrupt
         elif self.error is not None:
             out.update(self.error)
         return out
+
+    def pause(self, key: str, payload: Any) -> None:
+        self.status, self.interrupt_key, self.interrupt = "interrupted", key, payload
+        self.finished.set()
+
+    def reopen(self) -> None:
+        """Resumed after an interrupt: pending again, with a new ``finished``."""
+        self.status, self.interrupt_key, self.interrupt = "pending", None, None
+        self.finished = trio.Event()
 
     def settle(self, ok: bool, value: Any, now: float) -> None:
         self.status, self.finished_at = ("done" if ok else "failed"), now
@@ -170,6 +188,7 @@ class ServeApp:
         self.app, self.service, self.nursery = app, service, nursery
         self.max_queue, self.max_body, self.retry_after = max_queue, max_body, retry_after
         self.journal = journal if journal is not None else Journal(None)
+        self.streams = EventStreams(self.journal)
         #: Admitted requests whose workflow has not returned yet.
         self.admitted = 0
         #: Set by :meth:`start_draining`: new requests get 503.
@@ -198,15 +217,21 @@ class ServeApp:
                 self.poisoned += 1
                 error = PoisonRequest(f"run {entry.run_id} was started {entry.attempts} time(s) and each run ended "
                                       f"in a crash of the server; it is not resumed again")
-                self.journal.finish(entry.run_id, "failed", error_body(error))
+                body = error_body(error)
+                self.journal.finish(entry.run_id, "failed", body)
+                record = RunRecord.from_entry(entry)
+                record.settle(False, body, time.time())
+                self.streams.outcome(record)  # a client following its events gets the error
                 continue
             self.journal.count_resume(entry.run_id)
             record = RunRecord.from_entry(entry)
             self.runs[record.run_id] = record
             self.admitted += 1
             self.resumed += 1
+            self.streams.append(record.run_id, "resumed", '{"restart":true}')
             self.nursery.start_soon(self._execute, record, entry.inputs, True)
             resumed += 1
+        load_paused(self)
         return resumed
 
     def start_draining(self) -> None:
@@ -261,6 +286,8 @@ class ServeApp:
             return event
 
         try:
+            if await stream_endpoint(self, scope, tracked_receive, send):
+                return
             status, body, content_type, headers = await self._handle(scope, tracked_receive)
         except HttpError as exc:
             status, body, content_type, headers = exc.status, _dumps(exc.body), _JSON, exc.headers
@@ -281,6 +308,8 @@ class ServeApp:
             (len(parts) == 3 and parts[:2] == ["v1", "runs"], "GET", lambda: _no_headers(self._get_run(parts[2]))),
             (len(parts) == 3 and parts[:2] == ["v1", "workflows"], "POST",
              lambda: self._post_workflow(scope, receive, parts[2])),
+            (len(parts) == 4 and parts[:2] == ["v1", "runs"] and parts[3] == "resume", "POST",
+             lambda: resume_run(self, scope, receive, parts[2])),
         ]
         if path == "/metrics":
             if method != "GET":
@@ -315,13 +344,21 @@ class ServeApp:
 
     async def _post_workflow(self, scope: HTTPScope, receive: ASGIReceiveCallable,
                              name: str) -> tuple[int, Any, _Headers]:
+        run_async = self._async_flag(scope["query_string"])
+        record, headers = await self.admit(scope, receive, name)
+        if run_async:
+            return 202, {"run_id": record.run_id, "status": record.status}, headers
+        return await self._answer(record, headers)
+
+    async def admit(self, scope: HTTPScope, receive: ASGIReceiveCallable, name: str) -> tuple[RunRecord, _Headers]:
+        """Admit a workflow request and start it; or, for a retry with its Idempotency-Key, the first
+        request (and the ``Idempotent-Replayed`` header)."""
         headers = dict(scope["headers"])
         if self.draining:
             raise HttpError(503, "the server is shutting down; retry on another instance or later",
                             [(b"retry-after", str(self.retry_after).encode())])
         if name not in self.app.workflows:
             raise HttpError(404, f"no workflow {name!r}; the app has: {', '.join(sorted(self.app.workflows)) or 'none'}")
-        run_async = self._async_flag(scope["query_string"])
         session = self._text_header(headers, SESSION_HEADER, "X-Nalarc-Session", 256) or "default"
         key = self._text_header(headers, IDEMPOTENCY_HEADER, "Idempotency-Key", MAX_KEY_LENGTH)
         inputs = await self._read_json(headers, receive)
@@ -337,7 +374,7 @@ class ServeApp:
         except RecursionError:  # parsed just under the limit, but a few frames deeper it does not fit
             raise HttpError(400, "the body is nested too deeply") from None
         if key is not None and (first := self._first_with_key(key)) is not None:
-            return await self._replay(first, name, session, inputs_json, run_async)
+            return first, self._replay(first, name, session, inputs_json)
         if self.admitted >= self.max_queue:
             self.requests[name, "rejected"] += 1
             raise HttpError(429, f"{self.admitted} requests in flight (limit {self.max_queue}); retry later",
@@ -351,9 +388,7 @@ class ServeApp:
         self.runs[record.run_id] = record
         self.admitted += 1
         self.nursery.start_soon(self._execute, record, inputs)
-        if run_async:
-            return 202, {"run_id": record.run_id, "status": record.status}, []
-        return await self._answer(record, [])
+        return record, []
 
     def _first_with_key(self, key: str) -> RunRecord | None:
         """The request that first used ``key``: live in memory, else from the journal."""
@@ -362,41 +397,45 @@ class ServeApp:
             return None
         return self.runs.get(entry.run_id) or RunRecord.from_entry(entry)
 
-    async def _replay(self, first: RunRecord, name: str, session: str, inputs_json: str,
-                      run_async: bool) -> tuple[int, Any, _Headers]:
-        """Answer a retry with the first request's answer; another request under the key is a 422."""
+    def _replay(self, first: RunRecord, name: str, session: str, inputs_json: str) -> _Headers:
+        """A retry gets the first request's answer; another request under the key is a 422."""
         if (first.workflow, first.session, first.inputs_json) != (name, session, inputs_json):
             self.requests[name, "invalid"] += 1
             raise HttpError(422, "this Idempotency-Key was used by another request (workflow, session or body "
                                  "differ); use a new key for a new request")
         self.replayed += 1
-        replayed = [(b"idempotent-replayed", b"true")]
-        if run_async:
-            return 202, {"run_id": first.run_id, "status": first.status}, replayed
-        return await self._answer(first, replayed)
+        return [(b"idempotent-replayed", b"true")]
 
     async def _answer(self, record: RunRecord, headers: _Headers) -> tuple[int, Any, _Headers]:
         """The synchronous answer: wait for the run's (journaled) outcome."""
         await record.finished.wait()
         headers = [(b"x-nalarc-run-id", record.run_id.encode()), *headers]
+        if record.status == "interrupted":
+            return 202, {"run_id": record.run_id, "status": record.status, "interrupt": record.interrupt}, headers
         if record.status != "done":
             assert record.error is not None
             raise HttpError(500, record.error["error"], headers, body=record.error)
         return 200, {"result": record.result}, headers
 
-    async def _execute(self, record: RunRecord, inputs: dict[str, Any], resumed: bool = False) -> None:
-        """Run an admitted request and journal its outcome.  Cancelled (shutdown): stays ``accepted``.
+    async def _execute(self, record: RunRecord, inputs: dict[str, Any], resumed: bool = False,
+                       mute_until: str | None = None) -> None:
+        """Run an admitted request and journal its outcome (or its pause).  Cancelled (shutdown): stays ``accepted``.
 
         Its calls are journaled under its run id (call-level replay): a resumed
-        request replays the calls that completed before.
+        request replays the calls that completed before.  ``mute_until``: resumed from
+        the interrupt with this call key (its events up to there were sent already).
         """
         try:
             if record.workflow in self.app.workflows:
-                ok, value = await self._run(record.workflow, inputs, record.session, record.run_id, resumed)
+                status, value = await self._run(record.workflow, inputs, record.session, record.run_id, resumed,
+                                                mute_until)
             else:  # resumed after the app changed
-                ok, value = False, error_body(NalarcError(f"workflow {record.workflow!r} is not in the app any more"))
+                status, value = "failed", error_body(NalarcError(f"workflow {record.workflow!r} is not in the app any more"))
             try:
-                self.journal.finish(record.run_id, "done" if ok else "failed", value)
+                if status == "interrupted":
+                    self.journal.pause(record.run_id, *value)
+                else:
+                    self.journal.finish(record.run_id, "done" if status == "done" else "failed", value)
             except sqlite3.Error as exc:  # the row stays accepted: the next start runs it again
                 print(f"nalarc: cannot journal the outcome of run {record.run_id}: {exc}", file=sys.stderr)
         except trio.Cancelled:
@@ -405,29 +444,39 @@ class ServeApp:
             raise
         finally:
             self.admitted -= 1
-        record.settle(ok, value, time.time())
-        self._finished[record.run_id] = None
+        if status == "interrupted":
+            record.pause(*value)
+        else:
+            record.settle(status == "done", value, time.time())
+            self._finished[record.run_id] = None
+        self.streams.outcome(record)
         if len(self._finished) > self.journal.max_runs:
             self._trim_memory()  # the journal itself is pruned periodically: a prune per request costs O(max_runs)
 
     async def _run(self, name: str, inputs: dict[str, Any], session: str, run_id: str,
-                   resumed: bool) -> tuple[bool, Any]:
-        """Run the workflow; (True, JSON-able result) or (False, error body)."""
+                   resumed: bool, mute_until: str | None) -> tuple[str, Any]:
+        """Run the workflow; ("done", JSON-able result), ("failed", error body) or
+        ("interrupted", (call key, payload))."""
         # An in-memory journal dies with the process: journaling calls there buys nothing.
         journal = self.journal if self.journal.path is not None else None
         try:
-            result = await self.service.run(name, inputs, session, request_id=run_id, journal=journal,
-                                            resumed=resumed)
+            with _events.bind(run_id, self.streams.channel(run_id, journal is not None, mute_until)):
+                result = await self.service.run(name, inputs, session, request_id=run_id, journal=journal,
+                                                resumed=resumed)
         except Exception as exc:  # noqa: BLE001 - reported to the client
+            paused = interrupt_in(exc)
+            if paused is not None:
+                self.requests[name, "interrupted"] += 1
+                return "interrupted", (paused.key, paused.payload)
             self.requests[name, "error"] += 1
-            return False, error_body(exc)
+            return "failed", error_body(exc)
         try:
             _dumps(result)
         except (TypeError, ValueError, RecursionError) as exc:
             self.requests[name, "error"] += 1
-            return False, error_body(TypeError(f"the workflow's result is not JSON-serializable: {exc}"))
+            return "failed", error_body(TypeError(f"the workflow's result is not JSON-serializable: {exc}"))
         self.requests[name, "ok"] += 1
-        return True, result
+        return "done", result
 
     async def _status(self) -> tuple[int, Any]:
         status = self.service.status()

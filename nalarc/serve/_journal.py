@@ -65,6 +65,18 @@ CREATE TABLE IF NOT EXISTS calls (
     value BLOB,
     PRIMARY KEY (run_id, call_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS interrupts (
+    run_id TEXT PRIMARY KEY,
+    call_key TEXT NOT NULL,
+    payload TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 _COLUMNS = "run_id, workflow, inputs, session, idempotency_key, status, outcome, accepted_at, finished_at, attempts"
@@ -106,6 +118,10 @@ def journal_path_for(state: Path | None) -> Path | None:
 
 class Journal:
     """Accepted requests and their outcomes; not thread-safe (the server's trio thread uses it).
+
+    It also holds each run's event stream (``events``: id, type, JSON data, kept as long as
+    the request) and the runs paused by ``nalarc.interrupt`` (``interrupts``: the row stays
+    ``accepted``, so a restart neither resumes nor forgets it).
 
     It is also the requests' call journal (``lookup`` / ``started`` / ``record``, the
     runtime's ``CallJournal``): the ``calls`` table holds each journaled call's result
@@ -156,6 +172,46 @@ class Journal:
             self._db.execute("UPDATE requests SET status = ?, outcome = ?, finished_at = ? WHERE run_id = ?",
                              (status, outcome_json, time.time() if now is None else now, run_id))
             self._db.execute("DELETE FROM calls WHERE run_id = ?", (run_id,))
+
+    # -- events and interrupts ------------------------------------------------------
+
+    def add_events(self, run_id: str, events: list[tuple[int, str, str]]) -> None:
+        """Events ``(id, type, JSON data)`` of a run, in one transaction (committed when this returns)."""
+        if len(events) == 1:
+            self._db.execute("INSERT INTO events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
+                             (run_id, *events[0]))
+            return
+        with self._transaction():
+            self._db.executemany("INSERT INTO events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
+                                 [(run_id, *event) for event in events])
+
+    def events_after(self, run_id: str, after: int, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """The run's events with an id above ``after``, in order: ``(id, type, JSON data)``."""
+        rows = self._db.execute("SELECT seq, event, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq "
+                                "LIMIT ?", (run_id, after, limit)).fetchall()
+        return [(int(seq), str(event), str(data)) for seq, event, data in rows]
+
+    def last_event(self, run_id: str) -> int:
+        """The id of the run's last event (0: none)."""
+        row = self._db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def pause(self, run_id: str, key: str, payload: Any) -> None:
+        """The run stopped at ``nalarc.interrupt`` (call key ``key``) with ``payload``."""
+        self._db.execute("INSERT OR REPLACE INTO interrupts (run_id, call_key, payload) VALUES (?, ?, ?)",
+                         (run_id, key, canonical_json(payload)))
+
+    def interrupted(self) -> dict[str, tuple[str, Any]]:
+        """Paused runs: run id -> (the interrupt's call key, its payload)."""
+        rows = self._db.execute("SELECT run_id, call_key, payload FROM interrupts").fetchall()
+        return {str(run_id): (str(key), json.loads(payload)) for run_id, key, payload in rows}
+
+    def resume(self, run_id: str, key: str, value: Any) -> None:
+        """Journal the resume ``value`` as the interrupt call's result and unpause the run (one transaction)."""
+        with self._transaction():
+            self.record(run_id, key, value)
+            self._db.execute("DELETE FROM interrupts WHERE run_id = ?", (run_id,))
+            self.count_resume(run_id)
 
     # -- the call journal (nalarc.runtime.lowlevel.CallJournal) -------------------
 
@@ -220,6 +276,8 @@ class Journal:
         # finish() drops a request's calls; calls of a request no longer journaled (say, a row removed
         # by hand) would otherwise stay forever
         self._db.execute("DELETE FROM calls WHERE run_id NOT IN (SELECT run_id FROM requests)")
+        self._db.execute("DELETE FROM events WHERE run_id NOT IN (SELECT run_id FROM requests)")
+        self._db.execute("DELETE FROM interrupts WHERE run_id NOT IN (SELECT run_id FROM requests)")
         return old.rowcount + extra.rowcount
 
     # -- reads -------------------------------------------------------------------
@@ -231,8 +289,8 @@ class Journal:
         return self._one("idempotency_key = ?", idempotency_key)
 
     def unfinished(self) -> list[Entry]:
-        """Accepted requests without an outcome, oldest first."""
-        return list(self._entries("status = 'accepted' ORDER BY seq"))
+        """Accepted requests without an outcome and not paused, oldest first."""
+        return list(self._entries("status = 'accepted' AND run_id NOT IN (SELECT run_id FROM interrupts) ORDER BY seq"))
 
     def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status").fetchall()

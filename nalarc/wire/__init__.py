@@ -25,6 +25,7 @@ from ._messages import Consume as Consume
 from ._messages import DepRef as DepRef
 from ._messages import Deps as Deps
 from ._messages import Done as Done
+from ._messages import Event as Event
 from ._messages import Init as Init
 from ._messages import Need as Need
 from ._messages import Preempt as Preempt
@@ -43,7 +44,7 @@ from ._messages import Value as Value
 
 __all__ = [
     "LARGE_FRAME", "MAX_FRAME", "PROTOCOL_VERSION", "AuthenticationError", "BatchItem", "BlockingChannel", "Call",
-    "ConnectionClosed", "Consume", "DepRef", "Deps", "Done", "FramedStream", "Init", "Need", "Preempt", "Probe",
+    "ConnectionClosed", "Consume", "DepRef", "Deps", "Done", "Event", "FramedStream", "Init", "Need", "Preempt", "Probe",
     "ProbeReply", "ProtocolMismatch", "Push", "PushTargets", "Pushed", "Ready", "Release", "Result", "Run",
     "RunBatch", "Shutdown", "Value", "accept_blocking", "accept_worker", "connect_blocking", "dumps", "loads",
 ]

@@ -11,7 +11,7 @@ driver -> worker
     :class:`Preempt`, :class:`Result`, :class:`Shutdown`, and for push
     readiness :class:`Consume`, :class:`Release`, :class:`Value`, :class:`Probe`
 worker -> driver
-    :class:`Ready`, :class:`Done`, :class:`Call`, :class:`Need`, :class:`ProbeReply`
+    :class:`Ready`, :class:`Done`, :class:`Call`, :class:`Need`, :class:`ProbeReply`, :class:`Event`
 worker -> worker
     :class:`Push`
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 #: The version of these definitions (and of the framing); both ends must agree.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class DepRef:
@@ -197,6 +197,20 @@ class ProbeReply(NamedTuple):
     stats: dict[str, int]
 
 
+class Event(NamedTuple):
+    """An event a call emitted (``nalarc.stream``) for its request's event stream.
+
+    Sent by the thread running the call, before its :class:`Done`: a call's events
+    reach the driver in the order it emitted them.
+    """
+
+    request: str
+    #: the event type (``token``, or one the app chose)
+    event: str
+    #: JSON-able
+    data: Any
+
+
 # -- worker -> worker -----------------------------------------------------------
 
 
@@ -212,7 +226,7 @@ class Push(NamedTuple):
 #: tuple ``(tag, *fields)``: see ``_framing.dumps``).  The order is part of the protocol.
 TAGGED: tuple[type[tuple[Any, ...]], ...] = (
     Init, Run, BatchItem, RunBatch, Preempt, Result, Consume, Release, Value, Probe, Shutdown,
-    Ready, Done, Call, Need, ProbeReply, Push,
+    Ready, Done, Call, Need, ProbeReply, Push, Event,
 )
 #: Every message type, for the encoder (they count as plain tuples).
 MESSAGE_TYPES: frozenset[type] = frozenset(TAGGED)

@@ -17,11 +17,13 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .. import _events
 from .._api import ComponentSpec, blocks_on_futures, component_spec, instance_member, serve_instance
+from .._errors import NalarcError
 from .._state import StateTransaction, _instance, _session, bind_transaction
 from ..runtime import lowlevel as _rt
 from ..runtime.lowlevel import dump_exception, run_blocking
-from ..wire import BlockingChannel
+from ..wire import BlockingChannel, Event
 from ._lane import AsyncLane
 
 #: How a call's code runs (see :func:`code_kind`).
@@ -100,6 +102,8 @@ class Host:
         spec, target, fn, kind = function
         _instance.set(instance_id)  # which engine, cache, ... serves it (nalarc.llm)
         _session.set(session_id)
+        if request:  # nalarc.stream in the call: relayed to the driver, in order, before the call's Done
+            _events.current.set(_Relay(self.channel, request))
         if kind == "compiled":
             record = _rt.CallRecord(spec, target, method, args, kwargs, session_id, request, None)
             run: Callable[[], Any] = lambda: self.lane.run(fn, record)  # noqa: E731
@@ -112,6 +116,22 @@ class Host:
         with bind_transaction(txn):
             result = run()
         return result, (_rt.md_now(txn.values) if txn.touched else None)  # compiled code may leave finished futures
+
+
+class _Relay:
+    """A call's run channel on a worker: its events go to the driver (:class:`~nalarc.wire.Event`)."""
+
+    __slots__ = ("channel", "request")
+
+    def __init__(self, channel: BlockingChannel, request: str) -> None:
+        self.channel, self.request = channel, request
+
+    def emit(self, event: str, data: Any) -> None:
+        self.channel.send(Event(self.request, event, data))
+
+    def interrupt(self, payload: Any) -> Any:
+        raise NalarcError("nalarc.interrupt() pauses the workflow itself: call it in the workflow, "
+                          "not in a component running on a worker")
 
 
 def code_kind(fn: Any) -> str:

@@ -47,6 +47,7 @@ EXAMPLES: list[Any] = [
     wire.ProbeReply(1, {"values": 0, "waiting": 0}),
     wire.Push(7, 2, b"x" * 100),
     wire.BatchItem(9, "plan", (2,), {}, "s", "r"),
+    wire.Event("r", "token", {"text": "hi"}),
 ]
 
 
