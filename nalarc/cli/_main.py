@@ -182,6 +182,7 @@ def run(
         placement = Placement(
             workers=config.workers, instances=config.instances, policy=load_policy(config.policy),
             interval=config.interval, tracer=tracer, backend=config.backend, ray_address=config.ray_address or None,
+            flow=config.flow,
         )
         try:
             if serve:
