@@ -60,11 +60,15 @@ class ModelLimit:
         if self.burst is not None and not 0 < self.burst <= self.window:
             raise NalarcError(f"burst must be in (0, window], was {self.burst!r}")
 
-    def buckets(self) -> tuple[TokenBucket | None, TokenBucket | None]:
-        """New (requests, tokens) buckets for this limit (None where unlimited)."""
+    def buckets(self, in_transit: float = 0.0) -> tuple[TokenBucket | None, TokenBucket | None]:
+        """New (requests, tokens) buckets for this limit (None where unlimited).
+
+        ``in_transit``: seconds a request may take from its booking to the endpoint (see
+        :class:`TokenBucket`); the endpoint's own buckets take 0.
+        """
         burst = self.burst if self.burst is not None else self.window
-        return (TokenBucket(self.rpm, self.window, burst) if self.rpm else None,
-                TokenBucket(self.tpm, self.window, burst) if self.tpm else None)
+        return (TokenBucket(self.rpm, self.window, burst, in_transit) if self.rpm else None,
+                TokenBucket(self.tpm, self.window, burst, in_transit) if self.tpm else None)
 
 
 class TokenBucket:
@@ -73,13 +77,21 @@ class TokenBucket:
     Not locked: its owner serializes calls.  A cost larger than the capacity is
     admitted when the bucket is full and leaves it in debt (so a limit smaller
     than one call's cost still lets calls through, one at a time).
+
+    ``in_transit``: a limiter in front of an endpoint books a request before the
+    endpoint sees it; while the endpoint's bucket is full, the refill of that
+    delay is lost to its cap but not to the limiter's.  The limiter's bucket
+    therefore holds ``in_transit`` seconds of refill less (at most half of it),
+    so that a request it admits is admitted by the endpoint whenever the delay
+    stays under ``in_transit``.  The sustained rate is unchanged.
     """
 
     __slots__ = ("capacity", "rate", "level", "stamp")
 
-    def __init__(self, per_window: int, window: float, burst: float) -> None:
+    def __init__(self, per_window: int, window: float, burst: float, in_transit: float = 0.0) -> None:
         self.rate = per_window / window
-        self.capacity = per_window * burst / window
+        full = per_window * burst / window
+        self.capacity = max(full - self.rate * in_transit, full / 2)
         self.level = self.capacity
         self.stamp = time.monotonic()
 
@@ -175,17 +187,22 @@ class FlowConfig:
         concurrency: the :class:`ConcurrencyLimit` s calls are dispatched under.
         completion_estimate: completion tokens a call without ``max_tokens`` is assumed to
             use until its real usage is known.
+        in_transit: seconds a call may take from its booking to reaching the endpoint; the
+            limiter keeps that much refill in reserve in bursts (:class:`TokenBucket`).
     """
 
     models: Mapping[str, ModelLimit] = dataclasses.field(default_factory=dict)
     session_token_budget: int | None = None
     concurrency: tuple[ConcurrencyLimit, ...] = ()
     completion_estimate: int = 256
+    in_transit: float = 0.1
 
     def __post_init__(self) -> None:
         budget = self.session_token_budget
         if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
             raise NalarcError(f"session_token_budget must be a positive integer, was {budget!r}")
+        if self.in_transit < 0:
+            raise NalarcError(f"in_transit must be >= 0 seconds, was {self.in_transit!r}")
         if self.completion_estimate < 0:
             raise NalarcError(f"completion_estimate must be >= 0, was {self.completion_estimate!r}")
 
@@ -201,7 +218,7 @@ class FlowConfig:
     def from_table(cls, table: Mapping[str, Any]) -> FlowConfig:
         """A config file's ``[flow]`` table (``models.NAME = {rpm, tpm, window, burst}``,
         ``session_token_budget``, ``completion_estimate``, ``[[flow.concurrency]]``)."""
-        known = {"models", "session_token_budget", "concurrency", "completion_estimate"}
+        known = {"models", "session_token_budget", "concurrency", "completion_estimate", "in_transit"}
         unknown = set(table) - known
         if unknown:
             raise NalarcError(f"[flow]: unknown settings {sorted(unknown)}; known: {sorted(known)}")
@@ -212,7 +229,8 @@ class FlowConfig:
                                  tuple(item["components"]) if item.get("components") is not None else None)
                 for item in table.get("concurrency", ()))
             return cls(models, table.get("session_token_budget"), concurrency,
-                       int(table.get("completion_estimate", cls.completion_estimate)))
+                       int(table.get("completion_estimate", cls.completion_estimate)),
+                       float(table.get("in_transit", cls.in_transit)))
         except (TypeError, KeyError, ValueError) as error:
             raise NalarcError(f"[flow]: {error}") from None
 

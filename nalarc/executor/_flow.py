@@ -51,7 +51,8 @@ class FlowLimiter:
         buckets = self._buckets.get(model)
         if buckets is None:
             limit = self.config.limit_for(model)
-            buckets = self._buckets[model] = limit.buckets() if limit is not None else (None, None)
+            buckets = self._buckets[model] = (limit.buckets(self.config.in_transit) if limit is not None
+                                              else (None, None))
         return buckets
 
     def reserve(self, model: str, tokens: int, session: str) -> float:
