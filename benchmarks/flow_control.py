@@ -168,6 +168,39 @@ def _dispatch(app: LoadedApp, requests: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _keys_micro(app: LoadedApp, calls: int = 20000) -> list[dict[str, Any]]:
+    """The driver-side work per call, without the noise of a shared machine's end-to-end runs: the check
+    a call of an ungoverned component pays, and taking + releasing a per-session key."""
+    from nalarc._api import component_spec
+    from nalarc.executor._concurrency import ConcurrencyKeys
+    from nalarc.executor._instance import QueuedCall
+    from nalarc.runtime.lowlevel import CallRecord
+
+    noop = app.module.noop
+    spec = component_spec(noop)
+    assert spec is not None
+    keys = ConcurrencyKeys((ConcurrencyLimit(20, "session", ("noop",)), ConcurrencyLimit(1, "session", ("other",))))
+
+    async def measure() -> tuple[float, float]:
+        entries = [QueuedCall(CallRecord(spec, noop, None, (i,), {}, f"s{i % 8}", "r", None), 0) for i in range(calls)]
+        dispatched: list[QueuedCall] = []
+        start = time.perf_counter()
+        for entry in entries:
+            keys.governs("other-component")
+        check = (time.perf_counter() - start) / calls
+        start = time.perf_counter()
+        for entry in entries:
+            keys.submit(entry, dispatched.append)
+            keys.release(entry, dispatched.append)
+        return check, (time.perf_counter() - start) / calls
+
+    check, keyed = trio.run(measure)
+    return [{"part": "dispatch", "path": "driver: governs() check, ungoverned component", "calls": calls,
+             "us/call": check * 1e6},
+            {"part": "dispatch", "path": "driver: take + release a session key", "calls": calls,
+             "us/call": keyed * 1e6}]
+
+
 def _quota(app: LoadedApp, bursts: int) -> list[dict[str, Any]]:
     rows = []
     for share in (0.80, 0.95, 1.10):
@@ -216,7 +249,7 @@ def main() -> None:
     free = start_server()
     os.environ["OPENAI_BASE_URL"] = free.url
     try:
-        rows = _overhead(app, args.calls) + _dispatch(app, args.requests)
+        rows = _overhead(app, args.calls) + _dispatch(app, args.requests) + _keys_micro(app)
     finally:
         free.close()
         del os.environ["OPENAI_BASE_URL"]
