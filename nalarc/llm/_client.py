@@ -268,6 +268,11 @@ def _used(usage: TokenUsage | None) -> int | None:
     return usage.prompt_tokens + usage.completion_tokens if usage is not None else None
 
 
+def _used_by_failure(error: Exception) -> int | None:
+    """An error answer used no tokens; after a timeout or a lost connection nobody knows (the booking stands)."""
+    return 0 if isinstance(error, openai.APIStatusError) else None
+
+
 def _result(completion: ChatCompletion) -> ChatResult:
     if not completion.choices:
         raise LLMError(f"not an OpenAI chat completion (no choices): {str(completion)[:200]}")
@@ -433,7 +438,7 @@ def chat(
             return ChatStream(chunks, target, booking)
         completion = client.chat.completions.create(**kwargs)
     except openai.APIError as error:
-        settle(booking, 0)
+        settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
     result = _result(completion)
     settle(booking, _used(result.usage))
@@ -476,7 +481,7 @@ async def achat(
             return AsyncChatStream(chunks, target, booking)
         completion = await client.chat.completions.create(**kwargs)
     except openai.APIError as error:
-        settle(booking, 0)
+        settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
     result = _result(completion)
     settle(booking, _used(result.usage))
@@ -504,7 +509,7 @@ def chat_batch(conversations: Sequence[Sequence[Message]], *, model: str = "defa
     try:
         completion = _sync_client(target).chat.completions.create(**kwargs)
     except openai.APIError as error:
-        settle(booking, 0)
+        settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
     settle(booking, _used(_usage(completion.usage)))
     return [choice.message.content or "" for choice in sorted(completion.choices, key=lambda c: c.index)]

@@ -176,3 +176,18 @@ def test_a_call_that_can_never_fit_fails_at_once_with_a_typed_error(monkeypatch:
         chat([{"role": "user", "content": "hi"}], model="big", max_tokens=100)
     assert (caught.value.model, caught.value.limit) == ("big", 50) and caught.value.tokens > 50
     assert nalarc.llm.chat([{"role": "user", "content": "hi"}], max_tokens=4)  # uninstalled after the block
+
+
+def test_streams_and_async_calls_settle_their_real_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the driver (no workers): a stream read to its end and an ``achat`` count what they used."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    limiter = FlowLimiter(FlowConfig(models={"*": ModelLimit(tpm=10_000)}, session_token_budget=10_000))
+    ask = [{"role": "user", "content": "stream me the tides"}]
+    with installed(limiter), nalarc.session("streamer"):
+        stream = chat(ask, max_tokens=12, stream=True)
+        "".join(stream)
+        streamed = stream.result.usage
+        replied = trio.run(lambda: nalarc.llm.achat(ask, max_tokens=5, full=True)).usage
+    assert streamed is not None and replied is not None
+    total = sum(u.prompt_tokens + u.completion_tokens for u in (streamed, replied))
+    assert limiter.used == {"streamer": total} and limiter.stats["booked"] == 2
