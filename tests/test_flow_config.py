@@ -1,4 +1,4 @@
-"""Flow-control settings and the token bucket's arithmetic (unit tests, an explicit clock)."""
+"""nalarc._flow: flow-control settings and the token bucket's arithmetic (unit tests, an explicit clock); the limiter's refusals."""
 
 from __future__ import annotations
 
