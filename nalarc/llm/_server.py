@@ -190,9 +190,9 @@ class _Completions:
     def complete(self, request: _Request) -> dict[str, Any]:
         engine = self._engine(request)
         prompts = [prompt_of(m) for m in request.conversations]
-        booked = self._admit(request, prompts)
         keys = [f"{request.model}|{p}" for p in prompts]
         tool = _tool_to_call(request) if len(prompts) == 1 else None
+        booked = self._admit(request, prompts)  # a request refused as bad costs no quota
         if tool is not None:
             arguments = _arguments(tool, keys[0])
             _, usage = engine.generate(prompts[0], request.session, keys[0], _tokens_of(arguments))
@@ -211,7 +211,6 @@ class _Completions:
     def stream(self, request: _Request) -> Generator[dict[str, Any], None, None]:
         engine = self._engine(request)
         prompt = prompt_of(request.conversations[0])
-        booked = self._admit(request, [prompt])
         key = f"{request.model}|{prompt}"
         head = self._envelope(request, "chat.completion.chunk", key)
 
@@ -219,6 +218,7 @@ class _Completions:
             return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
 
         tool = _tool_to_call(request)
+        booked = self._admit(request, [prompt])  # before the first chunk: a 429 is an answer, not an event
         if tool is not None:
             arguments = _arguments(tool, key)
             _, usage = engine.generate(prompt, request.session, key, _tokens_of(arguments))

@@ -63,6 +63,16 @@ def test_the_client_surfaces_a_429_as_an_llm_error_when_the_sdk_does_not_retry(
     assert server.quotas.rejected == {"m": 1}  # one request: no retry behind our back
 
 
+def test_a_stream_over_quota_is_a_429_before_any_chunk(
+        server: nalarc.llm.LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NALARC_LLM_MAX_RETRIES", "0")
+    for _ in range(2):
+        assert "".join(chat(ASK, model="m", max_tokens=8, stream=True))
+    with pytest.raises(LLMError) as caught:
+        chat(ASK, model="m", max_tokens=8, stream=True)
+    assert caught.value.status_code == 429 and server.quotas.rejected == {"m": 1}
+
+
 def test_the_sdk_retries_a_429_after_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     """With retries on (the default), the SDK waits what the server said and the call succeeds."""
     running = start_server(quotas={"m": ModelLimit(tpm=20, window=0.5)})  # refills 40 tokens a second
