@@ -235,6 +235,26 @@ class FlowConfig:
             raise NalarcError(f"[flow]: {error}") from None
 
 
+def parse_limits(text: str, where: str) -> dict[str, ModelLimit]:
+    """``"gpt:rpm=60,tpm=1000,window=2;*:tpm=500"`` -> limits by model (``where`` names the source in errors)."""
+    limits: dict[str, ModelLimit] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        model, sep, settings = part.partition(":")
+        if not sep or not model:
+            raise NalarcError(f"{where}: expected MODEL:key=value,..., got {part!r}")
+        fields: dict[str, float | int] = {}
+        for item in filter(None, (s.strip() for s in settings.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or key not in ("rpm", "tpm", "window", "burst"):
+                raise NalarcError(f"{where}: {item!r} is not rpm=, tpm=, window= or burst=")
+            try:
+                fields[key] = int(value) if key in ("rpm", "tpm") else float(value)
+            except ValueError:
+                raise NalarcError(f"{where}: {item!r} is not a number") from None
+        limits[model] = ModelLimit(**fields)  # type: ignore[arg-type]
+    return limits
+
+
 def refusal_error(refusal: tuple[Any, ...]) -> NalarcError:
     """The exception a refusal (as it travels on the wire) stands for."""
     kind, *fields = refusal

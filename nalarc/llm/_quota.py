@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .._errors import NalarcError
-from .._flow import ANY_MODEL, ModelLimit, TokenBucket
+from .._flow import ANY_MODEL, ModelLimit, TokenBucket, parse_limits
 
 
 @dataclass(frozen=True)
@@ -104,22 +104,7 @@ class Quotas:
 
 def parse_quotas(text: str) -> dict[str, ModelLimit]:
     """``"gpt:rpm=60,tpm=1000,window=2;*:tpm=500"`` -> limits by model."""
-    limits: dict[str, ModelLimit] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        model, sep, settings = part.partition(":")
-        if not sep or not model:
-            raise NalarcError(f"NALARC_LLM_QUOTAS: expected MODEL:key=value,..., got {part!r}")
-        fields: dict[str, float | int] = {}
-        for item in filter(None, (s.strip() for s in settings.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq or key not in ("rpm", "tpm", "window", "burst"):
-                raise NalarcError(f"NALARC_LLM_QUOTAS: {item!r} is not rpm=, tpm=, window= or burst=")
-            try:
-                fields[key] = int(value) if key in ("rpm", "tpm") else float(value)
-            except ValueError:
-                raise NalarcError(f"NALARC_LLM_QUOTAS: {item!r} is not a number") from None
-        limits[model] = ModelLimit(**fields)  # type: ignore[arg-type]
-    return limits
+    return parse_limits(text, "NALARC_LLM_QUOTAS")
 
 
 def retry_after_header(seconds: float) -> str:
