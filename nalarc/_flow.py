@@ -255,6 +255,13 @@ def parse_limits(text: str, where: str) -> dict[str, ModelLimit]:
     return limits
 
 
+def refusal_of(error: BudgetExceeded | RateLimitExceeded) -> tuple[Any, ...]:
+    """A refused booking as it travels on the wire (plain data: :func:`refusal_error` rebuilds it)."""
+    if isinstance(error, BudgetExceeded):
+        return ("budget", error.session, error.used, error.budget)
+    return ("too_large", error.model, error.tokens, error.limit)
+
+
 def refusal_error(refusal: tuple[Any, ...]) -> NalarcError:
     """The exception a refusal (as it travels on the wire) stands for."""
     kind, *fields = refusal

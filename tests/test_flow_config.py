@@ -70,3 +70,11 @@ components = ["Writer"]
 def test_bad_flow_settings_are_clear_errors(table: dict[str, object]) -> None:
     with pytest.raises(nalarc.NalarcError):
         FlowConfig.from_table(table)
+
+
+def test_refusals_cross_the_wire_as_plain_data_and_come_back_typed() -> None:
+    from nalarc._flow import refusal_error, refusal_of
+
+    for error in (nalarc.BudgetExceeded("s", 120, 100), nalarc.RateLimitExceeded("gpt", 900, 500)):
+        back = refusal_error(refusal_of(error))
+        assert type(back) is type(error) and str(back) == str(error)

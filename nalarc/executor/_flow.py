@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._errors import BudgetExceeded, RateLimitExceeded
-from .._flow import FlowConfig, Gate, TokenBucket, install_gate
+from .._flow import FlowConfig, Gate, TokenBucket, install_gate, refusal_of
 from ..wire import QuotaAsk, QuotaConfig, QuotaGrant, QuotaSettle
 
 
@@ -133,8 +133,6 @@ def answer(limiter: FlowLimiter, message: QuotaAsk | QuotaSettle) -> QuotaGrant 
     wait = 0.0
     try:
         wait = limiter.reserve(message.model, message.tokens, message.session)
-    except BudgetExceeded as error:
-        refusal = ("budget", error.session, error.used, error.budget)
-    except RateLimitExceeded as error:
-        refusal = ("too_large", error.model, error.tokens, error.limit)
+    except (BudgetExceeded, RateLimitExceeded) as error:
+        refusal = refusal_of(error)
     return QuotaGrant(message.ticket, wait, refusal)
