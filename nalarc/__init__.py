@@ -16,11 +16,17 @@ from ._events import set_stream_handler as set_stream_handler
 from ._events import stream as stream
 from ._events import stream_tokens as stream_tokens
 from ._errors import BrokenWorkerError as BrokenWorkerError
+from ._errors import BudgetExceeded as BudgetExceeded
 from ._errors import CompileError as CompileError
 from ._errors import DirectiveError as DirectiveError
 from ._errors import NalarcError as NalarcError
 from ._errors import OutcomeUnknown as OutcomeUnknown
 from ._errors import PoisonRequest as PoisonRequest
+from ._errors import RateLimitExceeded as RateLimitExceeded
+from ._flow import ConcurrencyLimit as ConcurrencyLimit
+from ._flow import FlowConfig as FlowConfig
+from ._flow import KeyedCall as KeyedCall
+from ._flow import ModelLimit as ModelLimit
 from ._errors import RemoteError as RemoteError
 from ._intrinsics import as_completed as as_completed
 from ._intrinsics import available as available
@@ -54,16 +60,22 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BrokenWorkerError",
+    "BudgetExceeded",
     "BuildResult",
     "CompileError",
+    "ConcurrencyLimit",
     "Directives",
     "DirectiveError",
     "Interrupted",
+    "FlowConfig",
+    "KeyedCall",
     "ManagedDict",
     "ManagedList",
+    "ModelLimit",
     "NalarcError",
     "OutcomeUnknown",
     "PoisonRequest",
+    "RateLimitExceeded",
     "RemoteError",
     "__version__",
     "agent",

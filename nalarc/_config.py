@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import NalarcError
+from ._flow import FlowConfig
 
 
 @dataclasses.dataclass
@@ -29,6 +30,8 @@ class RunConfig:
     backend: str = "process"
     #: The Ray cluster to join with ``backend = "ray"`` (empty: ``RAY_ADDRESS``, else a local cluster).
     ray_address: str = ""
+    #: Flow control: the ``[flow]`` table (rate limits per model, concurrency keys, session budgets).
+    flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
 
 
 _BACKENDS = ("process", "ray")
@@ -67,6 +70,12 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         if isinstance(value, dict):
             return {str(k): int(v) for k, v in value.items()}
         raise NalarcError(f"instances must be a table of NAME = COUNT, got {value!r}")
+    if field.name == "flow":
+        if isinstance(value, FlowConfig):
+            return value
+        if not isinstance(value, dict):
+            raise NalarcError(f"flow must be a table, got {value!r}")
+        return FlowConfig.from_table(value)
     if field.name == "backend" and value not in _BACKENDS:
         raise NalarcError(f"backend must be one of {', '.join(_BACKENDS)}, got {value!r}")
     try:

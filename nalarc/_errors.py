@@ -89,3 +89,27 @@ class OutcomeUnknown(NalarcError):
 class PoisonRequest(NalarcError):
     """A journaled request was not resumed: each of its last runs ended in a crash of the server
     (``--journal-max-attempts``, docs/durability.md).  Its run id reports this error."""
+
+
+class BudgetExceeded(NalarcError):
+    """A session has used its budget of LLM tokens: its next LLM call is refused (a hard stop)."""
+
+    def __init__(self, session: str, used: int, budget: int) -> None:
+        self.session, self.used, self.budget = session, used, budget
+        super().__init__(f"session {session!r} has used {used} LLM tokens of its budget of {budget}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BudgetExceeded, (self.session, self.used, self.budget))
+
+
+class RateLimitExceeded(NalarcError):
+    """An LLM call can never fit its model's rate limit (it needs more tokens than the limit allows
+    per window): waiting would not help, so it fails at once."""
+
+    def __init__(self, model: str, tokens: int, limit: int) -> None:
+        self.model, self.tokens, self.limit = model, tokens, limit
+        super().__init__(f"an LLM call to {model!r} needs about {tokens} tokens, more than its "
+                         f"limit of {limit} tokens per window: it can never be admitted")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RateLimitExceeded, (self.model, self.tokens, self.limit))

@@ -150,6 +150,8 @@ def run(
     policy: Annotated[Optional[str], typer.Option("--policy", help="Global-controller policy: NAME, FILE.py:Class, or a+b [autoscale].")] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", min=0.001, help="Seconds between policy rounds [0.1].")] = None,
     trace_out: Annotated[Optional[Path], typer.Option("--trace-out", help="Write every call as Chrome trace JSON (Perfetto; nalarc graph --trace).")] = None,
+    rate_limit: Annotated[Optional[list[str]], typer.Option("--rate-limit", help="LLM rate limit: MODEL:rpm=N,tpm=N[,window=S,burst=S] (* for any model; repeatable; over [flow] models).")] = None,
+    session_budget: Annotated[Optional[int], typer.Option("--session-budget", min=1, help="LLM tokens a session may use before its calls raise BudgetExceeded (over [flow]).")] = None,
 ) -> None:
     """Run one request of a workflow and print its JSON result on stdout.
 
@@ -190,6 +192,7 @@ def run(
             workers=config.workers, instances=config.instances, policy=load_policy(config.policy),
             interval=config.interval, tracer=tracer, backend=config.backend, ray_address=config.ray_address or None,
             rerun_after_crash=rerun_after_crash,
+            flow=_flow_with_flags(config.flow, rate_limit or [], session_budget),
         )
         try:
             if serve:
@@ -220,6 +223,19 @@ def run(
         print(json.dumps(result, sort_keys=True))
     except TypeError as exc:
         raise _fail(NalarcError(f"the workflow's result is not JSON-serializable: {exc}")) from None
+
+
+def _flow_with_flags(flow: Any, rate_limits: list[str], session_budget: Optional[int]) -> Any:
+    """``[flow]`` from the config file, with ``--rate-limit`` and ``--session-budget`` over it."""
+    import dataclasses
+
+    from .._flow import parse_limits
+
+    models = dict(flow.models)
+    for text in rate_limits:
+        models.update(parse_limits(text, "--rate-limit"))
+    budget = session_budget if session_budget is not None else flow.session_token_budget
+    return dataclasses.replace(flow, models=models, session_token_budget=budget)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from .._errors import NalarcError
 from ..runtime.lowlevel import CallJournal, RequestJournal
 from ._local import InProcessBackend, run_request
 from ._backend import ControlledBackend
+from ._flow import FlowLimiter, installed
 from ._process import Placement, ProcessBackend, app_components
 from ._ray import RayBackend
 from ._statestore import StateStore
@@ -85,9 +86,14 @@ async def _serve_requests(
 async def open_backend(
     app: LoadedApp, store: StateStore, placement: Placement | None
 ) -> AsyncIterator[InProcessBackend | ControlledBackend[Any]]:
-    """The backend for a run: workers (processes or Ray actors) if ``placement`` asks for any."""
+    """The backend for a run: workers (processes or Ray actors) if ``placement`` asks for any.
+
+    Its LLM limiter (``placement.flow``) is this process's gate while it runs.
+    """
     if placement is None or placement.workers == 0:
-        yield InProcessBackend(store, placement.tracer if placement is not None else None)
+        limiter = FlowLimiter(placement.flow) if placement is not None and placement.flow.gates_llm else None
+        with installed(limiter):
+            yield InProcessBackend(store, placement.tracer if placement is not None else None)
         return
     async with trio.open_nursery() as nursery:
         backend: ControlledBackend[Any]
@@ -99,7 +105,8 @@ async def open_backend(
             raise NalarcError(f"no backend {placement.backend!r}: choose process or ray")
         try:
             await backend.start(nursery, app_components(app.modules))
-            yield backend
+            with installed(backend.flow):
+                yield backend
         finally:
             with trio.CancelScope(shield=True):
                 await backend.aclose()

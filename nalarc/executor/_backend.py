@@ -36,7 +36,10 @@ from .._api import ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..runtime import lowlevel as _rt
 from ..runtime.lowlevel import dump_exception
-from ..wire import BatchItem, Call, Deps, Done, Event, Need, Preempt, ProbeReply, PushTargets, Result, Run, RunBatch
+from ..wire import (BatchItem, Call, Deps, Done, Event, Need, Preempt, ProbeReply, PushTargets, QuotaAsk, QuotaSettle,
+                    Result, Run, RunBatch)
+from . import _flow
+from ._concurrency import ConcurrencyKeys
 from ._controller import GlobalController, NodeStore
 from ._instance import InstanceController, QueuedCall
 from ._local import InProcessBackend
@@ -72,6 +75,9 @@ class ControlledBackend(Generic[W]):
         self.controller = GlobalController(self, placement.policy, placement.interval) if placement.policy else None
         self.tracer, self.max_batch = placement.tracer, placement.max_batch
         self.batching = placement.batching
+        #: flow control (docs/flow-control.md): the run's LLM limiter, and its concurrency keys
+        self.flow = _flow.FlowLimiter(placement.flow) if placement.flow.gates_llm else None
+        self.keys = ConcurrencyKeys(placement.flow.concurrency) if placement.flow.concurrency else None
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -107,6 +113,8 @@ class ControlledBackend(Generic[W]):
         """Start the pool's workers, create the instances, start the global controller."""
         self._nursery = nursery
         await self.pool.start(nursery, self)
+        for worker in self.pool.workers.values():
+            self._configure_flow(worker)
         for key, obj in sorted(components.items()):
             spec = component_spec(obj)
             assert spec is not None
@@ -143,6 +151,11 @@ class ControlledBackend(Generic[W]):
             return None
         return self._add_instance(spec, limit, node)
 
+    def _configure_flow(self, worker: W) -> None:
+        """Tell a worker whether its LLM calls book with :attr:`flow` (sent before any call)."""
+        if self.flow is not None:
+            self.pool.send(worker, self.flow.worker_config())
+
     def _grow(self, spec: ComponentSpec) -> InstanceController[W] | None:
         """One more instance of a component whose instances are full (the router asks)."""
         new = self.provision(spec.name)
@@ -173,6 +186,10 @@ class ControlledBackend(Generic[W]):
             self.push.probe_reply(message)
         elif kind is Event:
             _events.deliver(message.request, message.event, message.data)
+        elif (kind is QuotaAsk or kind is QuotaSettle) and self.flow is not None:
+            grant = _flow.answer(self.flow, message)
+            if grant is not None:
+                self.pool.send(worker, grant)
         else:
             raise NalarcError(f"worker {worker.id} sent the driver {message!r}")
 
@@ -185,6 +202,7 @@ class ControlledBackend(Generic[W]):
         entry, controller = found
         if entry.abandoned:  # a hung call that returned after its timeout: its result and state are dropped
             controller.release(entry)
+            self._release_keys(entry)
             return
         ok = done.ok
         if ok and entry.call.pushes is not None:
@@ -204,6 +222,7 @@ class ControlledBackend(Generic[W]):
     def _deliver(self, entry: QueuedCall) -> None:
         """A call's outcome is known: settle a direct call's future, or wake :meth:`execute`."""
         call = entry.call
+        self._release_keys(entry)
         if not call.direct:
             entry.done.set()
         elif entry.ok:
@@ -235,6 +254,7 @@ class ControlledBackend(Generic[W]):
         for entry, controller in lost.values():
             controller.release(entry)
             if entry.abandoned:
+                self._release_keys(entry)
                 continue  # it timed out: nobody waits for it any more
             if retry_safe(controller.spec) and entry.attempts < reruns:
                 entry.attempts += 1
@@ -246,6 +266,7 @@ class ControlledBackend(Generic[W]):
 
     def replaced(self, old: W, new: W) -> None:
         """The instances of a dead worker live on its replacement; their queued calls run there."""
+        self._configure_flow(new)
         for controller in self.instances.values():
             if controller.worker is old:
                 queued = controller.take_queued()
@@ -301,7 +322,7 @@ class ControlledBackend(Generic[W]):
         priority = self.node_store.decisions.priority(call.session, call.spec.name)
         for attempt in range(1 + directives.retries):
             entry = QueuedCall(call, priority=priority)
-            self._route(call).submit(entry)
+            self._submit(entry)
             if directives.timeout is None:
                 await entry.done.wait()
             else:
@@ -326,7 +347,13 @@ class ControlledBackend(Generic[W]):
         entry.abandoned = True
         for controller in self.instances.values():
             if controller.take_future(entry.future_id):
+                self._release_keys(entry)
                 return
+
+    def _release_keys(self, entry: QueuedCall) -> None:
+        """``entry`` is over (or never runs): its concurrency-key slots go to the calls waiting for them."""
+        if self.keys is not None:
+            self.keys.release(entry, self._dispatch)
 
     def start_call(self, call: _rt.CallRecord) -> bool:
         """Queue a ready call now; :meth:`_deliver` settles its future (``_rt._start_now``).
@@ -336,12 +363,30 @@ class ControlledBackend(Generic[W]):
         directives = call.spec.directives
         if directives.retries or directives.timeout is not None:
             return False
-        controller = self._route(call) if call.placed is None else self.push.start(call)
-        controller.submit(QueuedCall(call, priority=0))  # submit applies the session's installed priority
+        entry = QueuedCall(call, priority=0)  # submit applies the session's installed priority
+        if call.placed is None:
+            self._submit(entry)
+        else:
+            self.push.start(call).submit(entry)
         return True
 
+    def _submit(self, entry: QueuedCall) -> None:
+        """Route a call, once its concurrency keys (if any govern it) have room."""
+        if self.keys is not None and self.keys.governs(entry.call.spec.name):
+            self.keys.submit(entry, self._dispatch)
+        else:
+            self._route(entry.call).submit(entry)
+
+    def _dispatch(self, entry: QueuedCall) -> None:
+        self._route(entry.call).submit(entry)
+
     def place_call(self, call: _rt.CallRecord) -> bool:
-        """Place a call whose inputs are pending (``_push``); False: it waits in the driver."""
+        """Place a call whose inputs are pending (``_push``); False: it waits in the driver.
+
+        A call under a concurrency key waits in the driver: it is placed when its key has room.
+        """
+        if self.keys is not None and self.keys.governs(call.spec.name):
+            return False
         return self.push.place(call)
 
     def forget_call(self, call: _rt.CallRecord) -> None:

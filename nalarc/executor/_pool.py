@@ -25,6 +25,7 @@ import trio
 
 from .._api import ComponentSpec
 from .._errors import PolicyError
+from .._flow import FlowConfig
 from ..policies import Policy
 from ._instance import WorkerLike
 from ._trace import Tracer
@@ -70,6 +71,8 @@ class Placement:
     backend: str = "process"
     #: the Ray cluster to join (None: ``RAY_ADDRESS``, else a local cluster started for the run)
     ray_address: str | None = None
+    #: rate limits per model, concurrency keys, session token budgets (docs/flow-control.md)
+    flow: FlowConfig = field(default_factory=FlowConfig)
 
 
 W = TypeVar("W", bound=WorkerLike)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from .._errors import NalarcError
 from .._state import current_instance, current_session
 from . import _server
+from ._booking import Booking, abook, book, settle
 from ._engine import EngineConfig, SimulatedEngine
 
 # Imported with the app rather than on its first call (a third of a second): in a served
@@ -34,16 +35,17 @@ _MODELS: dict[str, dict[str, Any]] = {}
 class LLMError(NalarcError):
     """A chat call failed: the endpoint answered an HTTP error, or could not be reached.
 
-    ``status_code`` is the HTTP status (None when no answer came).  Picklable,
-    so it crosses worker processes like any component's exception.
+    ``status_code`` is the HTTP status (None when no answer came); for a 429,
+    ``retry_after`` is the seconds the server asked to wait (its ``Retry-After``).
+    Picklable, so it crosses worker processes like any component's exception.
     """
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(self, message: str, status_code: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self.status_code, self.retry_after = status_code, retry_after
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (LLMError, (str(self), self.status_code))
+        return (LLMError, (str(self), self.status_code, self.retry_after))
 
 
 # -- results ------------------------------------------------------------------
@@ -245,7 +247,30 @@ def _llm_error(target: _Target, error: Exception) -> LLMError:
     detail = inner.get("message") if isinstance(inner, dict) and inner.get("message") else None
     detail = detail or getattr(error, "message", None) or str(error)
     code = f"HTTP {status}: " if status is not None else ""
-    return LLMError(f"{where}: {code}{detail}", status)
+    return LLMError(f"{where}: {code}{detail}", status, _retry_after(error))
+
+
+def _retry_after(error: Exception) -> float | None:
+    """The wait a 429 (or 503) asked for: ``retry-after-ms``, else ``Retry-After`` in seconds."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value) / scale
+            except ValueError:
+                continue
+    return None
+
+
+def _used(usage: TokenUsage | None) -> int | None:
+    return usage.prompt_tokens + usage.completion_tokens if usage is not None else None
+
+
+def _used_by_failure(error: Exception) -> int | None:
+    """An error answer used no tokens; after a timeout or a lost connection nobody knows (the booking stands)."""
+    return 0 if isinstance(error, openai.APIStatusError) else None
 
 
 def _result(completion: ChatCompletion) -> ChatResult:
@@ -304,10 +329,14 @@ class _Accumulator:
 class _Stream:
     """What a sync and an async stream share: the accumulated result, once read to its end."""
 
-    def __init__(self, stream: Any, target: _Target) -> None:
-        self._stream, self._target = stream, target
+    def __init__(self, stream: Any, target: _Target, booking: Booking | None = None) -> None:
+        self._stream, self._target, self._booking = stream, target, booking
         self._acc = _Accumulator()
         self._done = False
+
+    def _settle(self) -> None:
+        """Over: settle its booking with the usage of its last chunk (unknown if abandoned: the booking stands)."""
+        settle(self._booking, _used(self._acc.usage) if self._done else None)
 
     @property
     def result(self) -> ChatResult:
@@ -326,10 +355,13 @@ class ChatStream(_Stream):
                 if text:
                     yield text
         except openai.APIError as error:
+            self._settle()
             raise _llm_error(self._target, error) from error
         self._done = True
+        self._settle()
 
     def close(self) -> None:
+        self._settle()
         self._stream.close()
 
     def __enter__(self) -> ChatStream:
@@ -349,10 +381,13 @@ class AsyncChatStream(_Stream):
                 if text:
                     yield text
         except openai.APIError as error:
+            self._settle()
             raise _llm_error(self._target, error) from error
         self._done = True
+        self._settle()
 
     async def aclose(self) -> None:
+        self._settle()
         await self._stream.close()
 
 
@@ -396,14 +431,17 @@ def chat(
     target = _target(base_url)
     kwargs = _request(target, messages, model, max_tokens, timeout, tools, tool_choice)
     client = _sync_client(target)
+    booking = book(model, (messages,), max_tokens)
     try:
         if stream:
             chunks = client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
-            return ChatStream(chunks, target)
+            return ChatStream(chunks, target, booking)
         completion = client.chat.completions.create(**kwargs)
     except openai.APIError as error:
+        settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
     result = _result(completion)
+    settle(booking, _used(result.usage))
     return result if full else result.text
 
 
@@ -435,15 +473,18 @@ async def achat(
     target = _target(base_url)
     kwargs = _request(target, messages, model, max_tokens, timeout, tools, tool_choice)
     client = _async_client(target)
+    booking = await abook(model, (messages,), max_tokens)
     try:
         if stream:
             chunks = await client.chat.completions.create(**kwargs, stream=True,
                                                           stream_options={"include_usage": True})
-            return AsyncChatStream(chunks, target)
+            return AsyncChatStream(chunks, target, booking)
         completion = await client.chat.completions.create(**kwargs)
     except openai.APIError as error:
+        settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
     result = _result(completion)
+    settle(booking, _used(result.usage))
     return result if full else result.text
 
 
@@ -464,8 +505,11 @@ def chat_batch(conversations: Sequence[Sequence[Message]], *, model: str = "defa
         return []
     kwargs = _request(target, conversations[0], model, max_tokens, timeout, None, None)
     kwargs["extra_body"] = {_server.BATCH_FIELD: [list(m) for m in conversations]}
+    booking = book(model, conversations, max_tokens)
     try:
         completion = _sync_client(target).chat.completions.create(**kwargs)
     except openai.APIError as error:
+        settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
+    settle(booking, _used(_usage(completion.usage)))
     return [choice.message.content or "" for choice in sorted(completion.choices, key=lambda c: c.index)]

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._engine import Usage, _text
+from .._flow import ModelLimit
+from ._engine import Usage, _text, count_tokens
+from ._quota import OverQuota, Quotas, parse_quotas, retry_after_header
 
 #: the nalarc extension for ``chat_batch``: several conversations decoded in one batch slot
 BATCH_FIELD = "nalarc_conversations"
@@ -160,8 +162,21 @@ def _finish(request: _Request, usage: Usage, per_choice_tokens: int) -> str:
 class _Completions:
     """Answers parsed requests from the process's simulated engines."""
 
-    def __init__(self) -> None:
+    def __init__(self, quotas: Quotas) -> None:
         self._created = int(time.time())
+        self.quotas = quotas
+
+    def _admit(self, request: _Request, prompts: list[str]) -> int:
+        """Charge the request to its model's quota (raises :class:`OverQuota`); the tokens booked."""
+        if not self.quotas:
+            return 0
+        booked = sum(count_tokens(p) for p in prompts) + (request.max_tokens or 0) * len(prompts)
+        self.quotas.admit(request.model, booked)
+        return booked
+
+    def _settle(self, request: _Request, booked: int, usage: Usage) -> None:
+        if self.quotas:
+            self.quotas.settle(request.model, booked, usage.prompt_tokens + usage.completion_tokens)
 
     def _engine(self, request: _Request) -> Any:
         from ._client import engine_for  # the client owns the engines (and simulate()'s settings)
@@ -177,6 +192,7 @@ class _Completions:
         prompts = [prompt_of(m) for m in request.conversations]
         keys = [f"{request.model}|{p}" for p in prompts]
         tool = _tool_to_call(request) if len(prompts) == 1 else None
+        booked = self._admit(request, prompts)  # a request refused as bad costs no quota
         if tool is not None:
             arguments = _arguments(tool, keys[0])
             _, usage = engine.generate(prompts[0], request.session, keys[0], _tokens_of(arguments))
@@ -189,6 +205,7 @@ class _Completions:
             choices = [{"index": i, "logprobs": None, "message": {"role": "assistant", "content": text},
                         "finish_reason": _finish(request, usage, engine.output_tokens(k, request.max_tokens))}
                        for i, (text, k) in enumerate(zip(texts, keys))]
+        self._settle(request, booked, usage)
         return {**self._envelope(request, "chat.completion", keys[0]), "choices": choices, "usage": _usage_json(usage)}
 
     def stream(self, request: _Request) -> Generator[dict[str, Any], None, None]:
@@ -201,6 +218,7 @@ class _Completions:
             return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
 
         tool = _tool_to_call(request)
+        booked = self._admit(request, [prompt])  # before the first chunk: a 429 is an answer, not an event
         if tool is not None:
             arguments = _arguments(tool, key)
             _, usage = engine.generate(prompt, request.session, key, _tokens_of(arguments))
@@ -215,6 +233,7 @@ class _Completions:
                 yield chunk({"content": delta})
             usage = usages[0]
             yield chunk({}, _finish(request, usage, usage.completion_tokens))
+        self._settle(request, booked, usage)
         if request.include_usage:
             yield {**head, "choices": [], "usage": _usage_json(usage)}
 
@@ -263,6 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._sse(request)
             else:
                 self._json(200, self.server.completions.complete(request))
+        except OverQuota as over:
+            self._rate_limited(over)
         except (BadRequest, ValueError) as error:
             self._error(400, str(error), "invalid_request_error")
         except (BrokenPipeError, ConnectionResetError):
@@ -270,16 +291,26 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug here must reach the caller as an answer, not a dropped connection
             self._error(500, f"{type(error).__name__}: {error}", "server_error")
 
-    def _json(self, status: int, payload: Mapping[str, Any]) -> None:
+    def _json(self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def _error(self, status: int, message: str, kind: str) -> None:
         self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
+
+    def _rate_limited(self, over: OverQuota) -> None:
+        """429 as the real API answers it: ``Retry-After`` (and the SDK's ``retry-after-ms``) and its error body."""
+        self._json(429, {"error": {"message": over.message(), "type": over.kind, "param": None,
+                                   "code": "rate_limit_exceeded"}},
+                   {"Retry-After": retry_after_header(over.retry_after),
+                    "retry-after-ms": str(max(1, round(over.retry_after * 1000))),
+                    f"x-ratelimit-limit-{over.kind}": str(over.limit)})
 
     def _sse(self, request: _Request) -> None:
         events = self.server.completions.stream(request)
@@ -317,9 +348,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], quotas: Quotas) -> None:
         super().__init__(address, _Handler)
-        self.completions = _Completions()
+        self.completions = _Completions(quotas)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -343,15 +374,26 @@ class LLMServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def quotas(self) -> Quotas:
+        """Its rate-limit quotas, with the requests each model admitted and answered 429 (``rejected``)."""
+        return self._server.completions.quotas
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
 
 
-def start(host: str = "127.0.0.1", port: int = 0) -> LLMServer:
-    """Serve the simulated engines on ``host:port`` (0: a free port) from a background thread."""
-    server = _Server((host, port))
+def start(host: str = "127.0.0.1", port: int = 0, quotas: Mapping[str, ModelLimit] | None = None) -> LLMServer:
+    """Serve the simulated engines on ``host:port`` (0: a free port) from a background thread.
+
+    ``quotas``: rate limits per model, answered with 429 when over (``_quota``);
+    None: those of ``NALARC_LLM_QUOTAS``, if set.
+    """
+    if quotas is None:
+        quotas = parse_quotas(os.environ.get("NALARC_LLM_QUOTAS", ""))
+    server = _Server((host, port), Quotas(quotas))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
                               name=f"nalarc-llm-server:{server.server_address[1]}", daemon=True)
     thread.start()

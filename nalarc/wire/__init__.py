@@ -33,6 +33,10 @@ from ._messages import Probe as Probe
 from ._messages import ProbeReply as ProbeReply
 from ._messages import Push as Push
 from ._messages import Pushed as Pushed
+from ._messages import QuotaAsk as QuotaAsk
+from ._messages import QuotaConfig as QuotaConfig
+from ._messages import QuotaGrant as QuotaGrant
+from ._messages import QuotaSettle as QuotaSettle
 from ._messages import PushTargets as PushTargets
 from ._messages import Ready as Ready
 from ._messages import Release as Release
@@ -45,6 +49,7 @@ from ._messages import Value as Value
 __all__ = [
     "LARGE_FRAME", "MAX_FRAME", "PROTOCOL_VERSION", "AuthenticationError", "BatchItem", "BlockingChannel", "Call",
     "ConnectionClosed", "Consume", "DepRef", "Deps", "Done", "Event", "FramedStream", "Init", "Need", "Preempt", "Probe",
-    "ProbeReply", "ProtocolMismatch", "Push", "PushTargets", "Pushed", "Ready", "Release", "Result", "Run",
+    "ProbeReply", "ProtocolMismatch", "Push", "PushTargets", "Pushed", "QuotaAsk", "QuotaConfig", "QuotaGrant",
+    "QuotaSettle", "Ready", "Release", "Result", "Run",
     "RunBatch", "Shutdown", "Value", "accept_blocking", "accept_worker", "connect_blocking", "dumps", "loads",
 ]

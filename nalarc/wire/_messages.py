@@ -8,10 +8,12 @@ both sides compare in the handshake (``_handshake``).
 
 driver -> worker
     :class:`Init`, :class:`Run`, :class:`RunBatch` (of :class:`BatchItem`),
-    :class:`Preempt`, :class:`Result`, :class:`Shutdown`, and for push
-    readiness :class:`Consume`, :class:`Release`, :class:`Value`, :class:`Probe`
+    :class:`Preempt`, :class:`Result`, :class:`Shutdown`, for push
+    readiness :class:`Consume`, :class:`Release`, :class:`Value`, :class:`Probe`,
+    for flow control :class:`QuotaConfig`, :class:`QuotaGrant`
 worker -> driver
-    :class:`Ready`, :class:`Done`, :class:`Call`, :class:`Need`, :class:`ProbeReply`, :class:`Event`
+    :class:`Ready`, :class:`Done`, :class:`Call`, :class:`Need`, :class:`ProbeReply`, :class:`Event`,
+    for flow control :class:`QuotaAsk`, :class:`QuotaSettle`
 worker -> worker
     :class:`Push`
 """
@@ -211,6 +213,48 @@ class Event(NamedTuple):
     data: Any
 
 
+# -- flow control (``nalarc._flow``) ----------------------------------------------
+
+
+class QuotaConfig(NamedTuple):
+    """driver -> worker, before any call: do this worker's LLM calls ask the driver's limiter first?"""
+
+    enabled: bool
+    #: models with a rate limit (``"*"``: any model)
+    models: tuple[str, ...]
+    #: sessions have a token budget: every model's calls are counted
+    budgets: bool
+    #: completion tokens assumed for a call without ``max_tokens``
+    completion_estimate: int
+
+
+class QuotaAsk(NamedTuple):
+    """worker -> driver: book one LLM request of about ``tokens`` tokens (answered by :class:`QuotaGrant`)."""
+
+    ticket: int
+    model: str
+    tokens: int
+    session: str
+
+
+class QuotaGrant(NamedTuple):
+    """driver -> worker: send the request after ``wait`` seconds, unless ``refusal`` says why never."""
+
+    ticket: int
+    wait: float
+    #: None, or ``("budget", session, used, budget)`` / ``("too_large", model, tokens, limit)``
+    refusal: tuple[Any, ...] | None
+
+
+class QuotaSettle(NamedTuple):
+    """worker -> driver: a booked request is over, having used ``used`` of its ``booked`` tokens."""
+
+    model: str
+    session: str
+    booked: int
+    used: int
+
+
 # -- worker -> worker -----------------------------------------------------------
 
 
@@ -226,7 +270,7 @@ class Push(NamedTuple):
 #: tuple ``(tag, *fields)``: see ``_framing.dumps``).  The order is part of the protocol.
 TAGGED: tuple[type[tuple[Any, ...]], ...] = (
     Init, Run, BatchItem, RunBatch, Preempt, Result, Consume, Release, Value, Probe, Shutdown,
-    Ready, Done, Call, Need, ProbeReply, Push, Event,
+    Ready, Done, Call, Need, ProbeReply, Push, Event, QuotaConfig, QuotaAsk, QuotaGrant, QuotaSettle,
 )
 #: Every message type, for the encoder (they count as plain tuples).
 MESSAGE_TYPES: frozenset[type] = frozenset(TAGGED)

@@ -62,6 +62,8 @@ from ..wire import (
     ProbeReply,
     Push,
     Pushed,
+    QuotaConfig,
+    QuotaGrant,
     Ready,
     Release,
     Result,
@@ -74,6 +76,7 @@ from ..wire import (
     dumps,
     loads,
 )
+from . import _flow
 from ._hosting import Host, encode_error
 from ._values import PeerLink, Values
 
@@ -83,8 +86,9 @@ POOL_SIZE = 4
 #: Values smaller than this (pickled) are not pushed: the driver, which gets them anyway,
 #: sends them on with the call more cheaply than a message of their own.
 _PUSH_MIN = 16 * 1024
-#: Messages the reading thread handles itself (quick, and ordered with the calls).
-_BOOKKEEPING = frozenset({Consume, Release, Value, Probe})
+#: Messages the reading thread handles itself (quick, and ordered with the calls; a grant
+#: wakes a call's thread waiting for it).
+_BOOKKEEPING = frozenset({Consume, Release, Value, Probe, QuotaConfig, QuotaGrant})
 
 
 class Worker:
@@ -102,6 +106,8 @@ class Worker:
         self._threads_lock = threading.Lock()
         self.threads = 0
         self.busy = 0
+        #: where this worker's LLM calls book their quota (None: flow control is off)
+        self.gate: _flow.WireGate | None = None
 
     def start_thread(self) -> None:
         with self._threads_lock:
@@ -160,8 +166,12 @@ class Worker:
         else:
             raise NalarcError(f"a worker cannot handle {message!r}")
 
-    def _bookkeeping(self, message: Consume | Release | Value | Probe) -> None:
-        if type(message) is Consume:
+    def _bookkeeping(self, message: Consume | Release | Value | Probe | QuotaConfig | QuotaGrant) -> None:
+        if type(message) is QuotaGrant:
+            _flow.deliver(self.gate, message)
+        elif type(message) is QuotaConfig:
+            self.gate = _flow.configure(self.channel, message)
+        elif type(message) is Consume:
             targets = self._pushes.get(message.call_id)
             if targets is not None:  # else it is done: the driver learns where its value went from Done
                 targets[message.key] = message.worker_id

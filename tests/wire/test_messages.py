@@ -48,6 +48,10 @@ EXAMPLES: list[Any] = [
     wire.Push(7, 2, b"x" * 100),
     wire.BatchItem(9, "plan", (2,), {}, "s", "r"),
     wire.Event("r", "token", {"text": "hi"}),
+    wire.QuotaConfig(True, ("gpt", "*"), True, 256),
+    wire.QuotaAsk(3, "gpt", 120, "s"),
+    wire.QuotaGrant(3, 0.25, ("budget", "s", 1200, 1000)),
+    wire.QuotaSettle("gpt", "s", 120, 97),
 ]
 
 
