@@ -31,13 +31,14 @@ from typing import Any, Generic
 import cloudpickle
 import trio
 
+from .. import _telemetry
 from .._api import ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..runtime import lowlevel as _rt
 from ..runtime.lowlevel import dump_exception
 from ..wire import BatchItem, Call, Deps, Done, Need, Preempt, ProbeReply, PushTargets, Result, Run, RunBatch
 from ._controller import GlobalController, NodeStore
-from ._instance import InstanceController, QueuedCall
+from ._instance import CallObserver, InstanceController, QueuedCall
 from ._local import InProcessBackend
 from ._pool import Placement as Placement
 from ._pool import PoolEvents as PoolEvents
@@ -71,6 +72,8 @@ class ControlledBackend(Generic[W]):
         self.controller = GlobalController(self, placement.policy, placement.interval) if placement.policy else None
         self.tracer, self.max_batch = placement.tracer, placement.max_batch
         self.batching = placement.batching
+        #: Told every call's component, kind, queue and total seconds (``/metrics``); None: nobody listens.
+        self.call_observer: CallObserver | None = None
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -268,7 +271,7 @@ class ControlledBackend(Generic[W]):
         if call.pushes is not None:
             push = self.push.targets(call)
         message = Run(call_id, controller.id, controller.spec.key, call.method, args, kwargs,
-                      call.session, call.request, state, deps, push)
+                      call.session, call.request, state, deps, push, _telemetry.traceparent(call.span))
         self.pool.send(controller.worker, message, (args, kwargs, state))
 
     async def send_batch(self, controller: InstanceController[W], batch: list[QueuedCall]) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 #: The version of these definitions (and of the framing); both ends must agree.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class DepRef:
@@ -78,6 +78,8 @@ class Run(NamedTuple):
     deps: Deps
     #: where this call's value goes when it succeeds
     push: PushTargets
+    #: the W3C ``traceparent`` of the call's span in the driver ("": no trace), see ``nalarc._telemetry``
+    trace: str = ""
 
 
 class BatchItem(NamedTuple):

@@ -1,0 +1,192 @@
+"""OpenTelemetry spans (nalarc._telemetry), checked with the SDK's in-memory exporter.
+
+Real runs: the in-process backend, and a real worker process whose own SDK
+(configured through ``NALARC_OTEL_SETUP``) writes its spans to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from opentelemetry.util._once import Once
+
+from nalarc import _telemetry, load_app
+from nalarc.executor import LoadedApp, Placement
+from nalarc.executor._app import run_requests
+
+APP = '''
+import nalarc
+from nalarc.llm import chat
+
+@nalarc.tool
+def double(x):
+    return 2 * x
+
+@nalarc.tool
+def add(a, b):
+    return a + b
+
+@nalarc.tool
+def explode(x):
+    raise ValueError(f"no {x}")
+
+@nalarc.agent
+class Writer:
+    def write(self, topic):
+        return chat([{"role": "user", "content": f"a line about {topic}"}], model="small", max_tokens=8)
+
+@nalarc.workflow
+def pipeline(x):
+    return add(double(x), double(x + 1))
+
+@nalarc.workflow
+def story(topic):
+    return Writer().write(topic)
+
+@nalarc.workflow
+def fails(x):
+    return explode(x)
+'''
+
+
+def _reset_tracer_provider() -> None:
+    # The API lets a process set its provider once; tests reset it as OpenTelemetry's own test utilities do.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _reset_tracer_provider()
+    trace.set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        provider.shutdown()
+        _reset_tracer_provider()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> LoadedApp:
+    root = tmp_path_factory.mktemp("otel")
+    (root / "otel_app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
+    return load_app(root / "otel_app.py", out_dir=root / "build")
+
+
+def _by_name(spans: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for span in spans:
+        out.setdefault(span.name, []).append(span)
+    return out
+
+
+def test_no_provider_no_span(app: LoadedApp) -> None:
+    assert not _telemetry.enabled()
+    [outcome] = run_requests(app, [("pipeline", {"x": 3}, "s")])
+    assert outcome.unwrap() == 6 + 8
+    assert _telemetry.current_span.get() is None
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "workers=1"])
+def test_request_and_call_spans(app: LoadedApp, spans: InMemorySpanExporter, workers: int) -> None:
+    [outcome] = run_requests(app, [("pipeline", {"x": 3}, "sess-1")], placement=Placement(workers=workers))
+    assert outcome.unwrap() == 14
+    named = _by_name(spans.get_finished_spans())
+    [request] = named["invoke_workflow pipeline"]
+    assert request.parent is None
+    assert request.attributes["gen_ai.operation.name"] == "invoke_workflow"
+    assert request.attributes["gen_ai.agent.name"] == "pipeline"
+    assert request.attributes["gen_ai.conversation.id"] == "sess-1"
+    doubles, [add] = named["execute_tool double"], named["execute_tool add"]
+    assert len(doubles) == 2
+    for call in [*doubles, add]:
+        assert call.context.trace_id == request.context.trace_id
+        assert call.parent.span_id == request.context.span_id
+        assert call.attributes["gen_ai.operation.name"] == "execute_tool"
+        assert call.attributes["gen_ai.conversation.id"] == "sess-1"
+        assert call.attributes["nalarc.worker"] == ("driver" if workers == 0 else "w0")
+        assert call.attributes["nalarc.queue_time_ms"] >= 0
+        assert request.start_time <= call.start_time <= call.end_time <= request.end_time
+        assert call.status.status_code is StatusCode.UNSET
+    assert add.attributes["gen_ai.tool.name"] == "add"
+    # add waited for both doubles: its dependencies are their futures, and it settled after them
+    assert sorted(add.attributes["nalarc.call.dependencies"]) == sorted(d.attributes["nalarc.future.id"] for d in doubles)
+    assert add.end_time >= max(d.end_time for d in doubles)
+
+
+def test_a_failing_tool_fails_its_span_and_the_request_span(app: LoadedApp, spans: InMemorySpanExporter) -> None:
+    [outcome] = run_requests(app, [("fails", {"x": 1}, "s")])
+    assert isinstance(outcome.error, ValueError)
+    named = _by_name(spans.get_finished_spans())
+    [call], [request] = named["execute_tool explode"], named["invoke_workflow fails"]
+    for span in (call, request):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["error.type"] == "ValueError"
+    assert "no 1" in (call.status.description or "")
+
+
+def test_chat_span_under_the_agent_span_in_process(app: LoadedApp, spans: InMemorySpanExporter) -> None:
+    [outcome] = run_requests(app, [("story", {"topic": "owls"}, "s")])
+    assert isinstance(outcome.unwrap(), str)
+    named = _by_name(spans.get_finished_spans())
+    [agent], [chat] = named["invoke_agent Writer"], named["chat small"]
+    assert agent.attributes["gen_ai.agent.name"] == "Writer" and agent.attributes["nalarc.method"] == "write"
+    assert chat.parent.span_id == agent.context.span_id
+    _check_chat_attributes(chat.attributes)
+
+
+def _check_chat_attributes(attributes: Any) -> None:
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == "small"
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    assert 0 < attributes["gen_ai.usage.output_tokens"] <= 8
+    assert attributes["server.address"] == "127.0.0.1"
+
+
+def test_chat_span_in_a_worker_joins_the_drivers_trace(
+    app: LoadedApp, spans: InMemorySpanExporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    span_file = tmp_path / "worker-spans.jsonl"
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setenv(_telemetry.SETUP_ENV, "otel_span_file:setup")
+    monkeypatch.setenv("NALARC_TEST_SPAN_FILE", str(span_file))
+    [outcome] = run_requests(app, [("story", {"topic": "owls"}, "s")], placement=Placement(workers=1))
+    assert isinstance(outcome.unwrap(), str)
+    [agent] = _by_name(spans.get_finished_spans())["invoke_agent Writer"]
+    assert agent.attributes["nalarc.instance"] == "Writer#0"
+    worker_spans = [json.loads(line) for line in span_file.read_text(encoding="utf-8").splitlines()]
+    [chat] = [s for s in worker_spans if s["name"] == "chat small"]
+    assert chat["context"]["trace_id"] == f"0x{agent.context.trace_id:032x}"
+    assert chat["parent_id"] == f"0x{agent.context.span_id:016x}"
+    assert chat["kind"] == "SpanKind.CLIENT"
+    _check_chat_attributes(chat["attributes"])
+
+
+def test_traceparent_round_trip(spans: InMemorySpanExporter) -> None:
+    span = trace.get_tracer("t").start_span("parent")
+    header = _telemetry.traceparent(span)
+    assert header.startswith(f"00-{span.get_span_context().trace_id:032x}-{span.get_span_context().span_id:016x}-")
+    with _telemetry.remote_parent(header):
+        with _telemetry.chat_span("m", "127.0.0.1") as chat:
+            assert chat is not None
+    span.end()
+    finished: list[ReadableSpan] = list(spans.get_finished_spans())
+    [chat_span] = [s for s in finished if s.name == "chat m"]
+    assert chat_span.parent is not None and chat_span.parent.span_id == span.get_span_context().span_id
+    assert _telemetry.traceparent(None) == ""
+    with _telemetry.remote_parent(""):
+        assert _telemetry.current_span.get() is None
