@@ -6,13 +6,18 @@ Real runs: the in-process backend, and a real worker process whose own SDK
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import textwrap
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import trio
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,7 +27,10 @@ from opentelemetry.util._once import Once
 
 from nalarc import _telemetry, load_app
 from nalarc.executor import LoadedApp, Placement
+from nalarc.executor import open_service
 from nalarc.executor._app import run_requests
+from nalarc.executor._statestore import StateStore
+from nalarc.serve import serve
 
 APP = '''
 import nalarc
@@ -190,3 +198,61 @@ def test_traceparent_round_trip(spans: InMemorySpanExporter) -> None:
     assert _telemetry.traceparent(None) == ""
     with _telemetry.remote_parent(""):
         assert _telemetry.current_span.get() is None
+
+
+class OutboundRecorder:
+    """``socket.socket.connect`` for this process: records every destination; refuses the non-loopback ones."""
+
+    def __init__(self) -> None:
+        self.destinations: list[Any] = []
+        self.refused: list[Any] = []
+        self._connect = socket.socket.connect
+
+    def __call__(self, sock: socket.socket, address: Any) -> None:
+        self.destinations.append(address)
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+            self.refused.append(address)
+            raise ConnectionRefusedError(f"test: no outbound connection to {address}")
+        self._connect(sock, address)
+
+
+@pytest.fixture
+def outbound(monkeypatch: pytest.MonkeyPatch) -> OutboundRecorder:
+    recorder = OutboundRecorder()
+    monkeypatch.setattr(socket.socket, "connect", lambda sock, address: recorder(sock, address))  # a function: binds
+    return recorder
+
+
+def test_the_recorder_sees_a_non_loopback_connection(outbound: OutboundRecorder) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("203.0.113.7", 4318), timeout=1)  # TEST-NET-3: never reached
+    assert outbound.refused == [("203.0.113.7", 4318)]
+
+
+def test_serving_with_telemetry_defaults_opens_no_outbound_connection(
+    app: LoadedApp, outbound: OutboundRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The standard exporter variables alone do nothing: nalarc sets up no exporter (docs/telemetry.md).
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://203.0.113.7:4318")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+
+    async def main() -> list[int]:
+        store = StateStore(None)
+        try:
+            async with open_service(app, store, None) as service, trio.open_nursery() as nursery:
+                urls = await nursery.start(partial(serve, app, service, "127.0.0.1", 0))
+                async with httpx.AsyncClient(base_url=urls[0], timeout=60) as client:
+                    codes = [(await client.post(f"/v1/workflows/{name}", json=body)).status_code
+                             for name, body in [("pipeline", {"x": 1}), ("story", {"topic": "owls"}),
+                                                ("fails", {"x": 2})]]
+                    codes.append((await client.get("/metrics")).status_code)
+                nursery.cancel_scope.cancel()
+                return codes
+        finally:
+            store.close()
+
+    assert trio.run(main) == [200, 200, 500, 200]
+    assert not _telemetry.enabled()
+    # the client to the server at least (the LLM client may reuse a pooled loopback connection)
+    assert outbound.destinations, "the recorder saw the connections made"
+    assert outbound.refused == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import _telemetry
 from .._errors import CompileError, NalarcError
 from .._version import __version__
 
@@ -146,6 +148,7 @@ def run(
     policy: Annotated[Optional[str], typer.Option("--policy", help="Global-controller policy: NAME, FILE.py:Class, or a+b [autoscale].")] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", min=0.001, help="Seconds between policy rounds [0.1].")] = None,
     trace_out: Annotated[Optional[Path], typer.Option("--trace-out", help="Write every call as Chrome trace JSON (Perfetto; nalarc graph --trace).")] = None,
+    otel_setup: Annotated[Optional[str], typer.Option("--otel-setup", metavar="MODULE:FUNCTION", help="Call this to configure OpenTelemetry (driver and workers) [NALARC_OTEL_SETUP; none: no spans, no exporter].")] = None,
 ) -> None:
     """Run one request of a workflow and print its JSON result on stdout.
 
@@ -168,6 +171,7 @@ def run(
         if report is not None and load is None and rate is None:
             raise NalarcError("--report needs --load or --rate")
         inputs = _parse_input(input or "{}")
+        _configure_telemetry(otel_setup)
         config = load_config(Path.cwd(), {
             "policy": policy,
             "interval": interval,
@@ -198,6 +202,7 @@ def run(
         finally:
             if tracer is not None and trace_out is not None:
                 tracer.write(trace_out)
+            _telemetry.flush()
     except CompileError as exc:
         raise _fail(exc) from None
     except (NalarcError, OSError) as exc:
@@ -209,6 +214,16 @@ def run(
         print(json.dumps(result, sort_keys=True))
     except TypeError as exc:
         raise _fail(NalarcError(f"the workflow's result is not JSON-serializable: {exc}")) from None
+
+
+def _configure_telemetry(setup: Optional[str]) -> None:
+    """``--otel-setup``: the hook configures this process now, and each worker (through the environment) at its start."""
+    if setup is not None:
+        os.environ[_telemetry.SETUP_ENV] = setup
+    try:
+        _telemetry.configure_from_env()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise NalarcError(f"--otel-setup / {_telemetry.SETUP_ENV}: {exc}") from None
 
 
 @dataclass(frozen=True)
