@@ -196,9 +196,11 @@ def traceparent(span: Span | None) -> str:
     """The W3C ``traceparent`` of ``span`` ("" for none): what a :class:`~nalarc.wire.Run` carries."""
     if span is None:
         return ""
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(span))
-    return carrier.get("traceparent", "")
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return ""
+    # W3C trace-context version 00, written directly (the propagator's inject costs ~10x more per call)
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
 @contextlib.contextmanager

@@ -6,9 +6,9 @@ import dataclasses
 import json
 import os
 import threading
+import urllib.parse
 import weakref
 import zlib
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
