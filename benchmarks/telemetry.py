@@ -15,7 +15,11 @@ calls; the figure is the request's time divided by its calls (µs per call,
 median of the rounds, after one warm-up round).  The modes' processes are
 interleaved ``--repeats`` times, so that a busy machine slows each mode alike.  With ``--workers 1`` the calls
 go to a worker process (the span's ``traceparent`` goes with each call).
-Also measured: ``/metrics``' per-call histogram observation
+Because a whole call costs 100-300 µs and a shared machine moves that by tens
+of µs, each mode also times nalarc's telemetry hooks alone (``hooks us``): what
+a call's launch, start and settling add (read the current span; make, start
+and end the call's span; its ``traceparent``), against the same loop without
+them.  Also measured: ``/metrics``' per-call histogram observation
 (``ServeMetrics.observe_call``), alone, in this process.
 """
 
@@ -71,6 +75,41 @@ def _configure(mode: str) -> Any:
     return None
 
 
+def _noop(x: Any) -> Any:
+    return x
+
+
+def _hook_cost(n: int) -> float:
+    """Seconds nalarc's span hooks add to one call, inside a request (see the module docstring)."""
+    import nalarc
+    from nalarc import _telemetry
+    from nalarc._api import component_spec
+    from nalarc.runtime.lowlevel import CallRecord, Pending
+
+    tool = nalarc.tool(_noop)
+    spec = component_spec(tool)
+    assert spec is not None
+
+    def calls(hooks: bool) -> float:
+        start = time.perf_counter()
+        for i in range(n):
+            parent = _telemetry.current_span.get() if hooks else None
+            pending = Pending(None, i, "noop")
+            record = CallRecord(spec, tool, None, (), {}, "s", "r", pending)
+            if parent is not None:
+                record.span = _telemetry.start_call_span(record, pending, parent)
+                _telemetry.call_started(record.span, "noop#0", "w0", 0.0)
+            if hooks:
+                _telemetry.traceparent(record.span)
+            pending.set_value(None)
+        return time.perf_counter() - start
+
+    with _telemetry.request_span("bench", "s", "r"):
+        bare = min(calls(False) for _ in range(3))
+        hooked = min(calls(True) for _ in range(3))
+    return (hooked - bare) / n
+
+
 def child(mode: str, app_file: Path, calls: int, rounds: int, workers: int) -> dict[str, Any]:
     from nalarc import _telemetry, load_app
     from nalarc.executor import Placement, open_service
@@ -95,7 +134,8 @@ def child(mode: str, app_file: Path, calls: int, rounds: int, workers: int) -> d
 
     per_call = trio.run(main)
     spans = len(exporter.get_finished_spans()) if exporter is not None else 0
-    return {"enabled": _telemetry.enabled(), "per_call": per_call, "spans": spans}
+    hooks = _hook_cost(20_000) if workers == 0 else None
+    return {"enabled": _telemetry.enabled(), "per_call": per_call, "spans": spans, "hooks": hooks}
 
 
 def _observe_cost(n: int) -> float:
@@ -131,6 +171,7 @@ def main() -> None:
         for workers in args.workers:
             results: dict[str, list[float]] = {mode: [] for mode in MODES}
             spans: dict[str, int] = {}
+            hooks: dict[str, list[float]] = {mode: [] for mode in MODES}
             for _ in range(args.repeats):
                 for mode in MODES:
                     out = subprocess.run(
@@ -140,16 +181,20 @@ def main() -> None:
                     result = json.loads(out.stdout)
                     results[mode] += [s * 1e6 for s in result["per_call"]]
                     spans[mode] = result["spans"]
+                    if result["hooks"] is not None:
+                        hooks[mode].append(result["hooks"] * 1e6)
             baseline = statistics.median(results["off"])
             for mode in MODES:
                 median = statistics.median(results[mode])
                 rows.append({"path": "in-process" if workers == 0 else f"{workers} worker process",
                              "telemetry": mode, "us per call": median, "best round us": min(results[mode]),
                              "vs off us": median - baseline, "spans exported (one process)": spans[mode],
+                             "hooks us": statistics.median(hooks[mode]) if hooks[mode] else None,
                              "round us": [round(m, 2) for m in results[mode]]})
     observe_us = _observe_cost(200_000) * 1e6
     report("telemetry overhead per component call", rows,
-           ["path", "telemetry", "us per call", "best round us", "vs off us", "spans exported (one process)"], args.out,
+           ["path", "telemetry", "us per call", "best round us", "vs off us", "hooks us",
+            "spans exported (one process)"], args.out,
            extra={"calls_per_round": args.calls, "rounds": args.rounds, "metrics_observe_call_us": observe_us})
     print(f"/metrics histogram observation per call: {observe_us:.2f} us", file=sys.stderr)
 
