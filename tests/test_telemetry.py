@@ -31,6 +31,7 @@ from nalarc.executor import open_service
 from nalarc.executor._app import run_requests
 from nalarc.executor._statestore import StateStore
 from nalarc.serve import serve
+from nalarc.serve._journal import Journal
 
 APP = '''
 import nalarc
@@ -154,6 +155,37 @@ def test_chat_span_under_the_agent_span_in_process(app: LoadedApp, spans: InMemo
     assert agent.attributes["gen_ai.agent.name"] == "Writer" and agent.attributes["nalarc.method"] == "write"
     assert chat.parent.span_id == agent.context.span_id
     _check_chat_attributes(chat.attributes)
+
+
+def test_calls_replayed_from_the_journal_are_marked(app: LoadedApp, spans: InMemorySpanExporter,
+                                                  tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "requests.db")
+
+    async def main() -> list[Any]:
+        store = StateStore(None)
+        try:
+            async with open_service(app, store, None) as service:
+                first = await service.run("pipeline", {"x": 3}, "s", request_id="run-1", journal=journal)
+                again = await service.run("pipeline", {"x": 3}, "s", request_id="run-1", journal=journal,
+                                          resumed=True)
+                return [first, again, dict(service.calls)]
+        finally:
+            store.close()
+
+    try:
+        first, again, calls = trio.run(main)
+    finally:
+        journal.close()
+    assert first == again == 14 and calls["replayed"] == 3
+    runs = [s for s in spans.get_finished_spans() if s.name == "invoke_workflow pipeline"]
+    assert len(runs) == 2
+    replayed = [s for s in spans.get_finished_spans()
+                if s.name.startswith("execute_tool") and s.parent.span_id == runs[1].context.span_id]
+    assert len(replayed) == 3
+    assert all(s.attributes["nalarc.replayed"] is True and "nalarc.worker" not in s.attributes for s in replayed)
+    ran = [s for s in spans.get_finished_spans()
+           if s.name.startswith("execute_tool") and s.parent.span_id == runs[0].context.span_id]
+    assert len(ran) == 3 and not any("nalarc.replayed" in s.attributes for s in ran)
 
 
 def _check_chat_attributes(attributes: Any) -> None:
