@@ -28,12 +28,15 @@ from opentelemetry.util._once import Once
 from nalarc import _telemetry, load_app
 from nalarc.executor import LoadedApp, Placement
 from nalarc.executor import open_service
+from nalarc.executor._controller import GlobalController
+from nalarc.policies import Control, MetricsView, Policy
 from nalarc.executor._app import run_requests
 from nalarc.executor._statestore import StateStore
 from nalarc.serve import serve
 from nalarc.serve._journal import Journal
 
 APP = '''
+import time
 import nalarc
 from nalarc.llm import chat
 
@@ -53,6 +56,16 @@ def explode(x):
 class Writer:
     def write(self, topic):
         return chat([{"role": "user", "content": f"a line about {topic}"}], model="small", max_tokens=8)
+
+@nalarc.agent
+class Slow:
+    def work(self, x, seconds):
+        time.sleep(seconds)
+        return x
+
+@nalarc.workflow
+def slow_work(x, seconds):
+    return Slow().work(x, seconds)
 
 @nalarc.workflow
 def pipeline(x):
@@ -186,6 +199,40 @@ def test_calls_replayed_from_the_journal_are_marked(app: LoadedApp, spans: InMem
     ran = [s for s in spans.get_finished_spans()
            if s.name.startswith("execute_tool") and s.parent.span_id == runs[0].context.span_id]
     assert len(ran) == 3 and not any("nalarc.replayed" in s.attributes for s in ran)
+
+
+class Idle(Policy):
+    name = "idle"
+
+    def step(self, view: MetricsView, control: Control) -> None:
+        pass
+
+
+def test_calls_migrated_while_queued_are_marked(app: LoadedApp, spans: InMemorySpanExporter) -> None:
+    async def main() -> int:
+        store = StateStore(None)
+        try:
+            placement = Placement(workers=2, default_instances=2, agent_concurrency=1)
+            async with open_service(app, store, placement) as service, trio.open_nursery() as nursery:
+                control = GlobalController(service.backend, Idle())
+                control.route("s1", "Slow", "Slow#0")
+                for i in range(3):
+                    nursery.start_soon(service.run, "slow_work", {"x": i, "seconds": 0.3}, "s1")
+                await trio.sleep(0.15)
+                queued = service.backend.instances["Slow#0"].queue_length
+                assert queued >= 1  # one call at a time per instance: the others wait
+                assert control.migrate("s1", "Slow#0", "Slow#1")
+                return queued
+        finally:
+            store.close()
+
+    queued = trio.run(main)
+    calls = _by_name(spans.get_finished_spans())["invoke_agent Slow"]
+    assert len(calls) == 3
+    migrated = [s for s in calls if s.attributes.get("nalarc.migrated")]
+    assert len(migrated) == queued
+    assert all(s.attributes["nalarc.instance"] == "Slow#1" for s in migrated)
+    assert all(s.attributes["nalarc.instance"] == "Slow#0" for s in calls if s not in migrated)
 
 
 def _check_chat_attributes(attributes: Any) -> None:
