@@ -117,6 +117,7 @@ class Node:
         self.id, self.alive, self.pid = f"node{index}", True, 0
         self.node_store = NodeStore(decisions, seed=index)
         self.store, self.tracer, self.max_batch, self.batching = StateStore(None), None, 16, True
+        self.call_observer = None
         self._nursery = nursery
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import _telemetry
 from .._errors import CompileError, NalarcError
 from .._version import __version__
 
@@ -152,6 +154,7 @@ def run(
     trace_out: Annotated[Optional[Path], typer.Option("--trace-out", help="Write every call as Chrome trace JSON (Perfetto; nalarc graph --trace).")] = None,
     rate_limit: Annotated[Optional[list[str]], typer.Option("--rate-limit", help="LLM rate limit: MODEL:rpm=N,tpm=N[,window=S,burst=S] (* for any model; repeatable; over [flow] models).")] = None,
     session_budget: Annotated[Optional[int], typer.Option("--session-budget", min=1, help="LLM tokens a session may use before its calls raise BudgetExceeded (over [flow]).")] = None,
+    otel_setup: Annotated[Optional[str], typer.Option("--otel-setup", metavar="MODULE:FUNCTION", help="Call this to configure OpenTelemetry (driver and workers) [NALARC_OTEL_SETUP; none: no spans, no exporter].")] = None,
 ) -> None:
     """Run one request of a workflow and print its JSON result on stdout.
 
@@ -177,6 +180,7 @@ def run(
         if report is not None and load is None and rate is None:
             raise NalarcError("--report needs --load or --rate")
         inputs = _parse_input(input or "{}")
+        _configure_telemetry(otel_setup)
         config = load_config(Path.cwd(), {
             "policy": policy,
             "interval": interval,
@@ -212,6 +216,7 @@ def run(
         finally:
             if tracer is not None and trace_out is not None:
                 tracer.write(trace_out)
+            _telemetry.flush()
     except CompileError as exc:
         raise _fail(exc) from None
     except (NalarcError, OSError) as exc:
@@ -236,6 +241,16 @@ def _flow_with_flags(flow: Any, rate_limits: list[str], session_budget: Optional
         models.update(parse_limits(text, "--rate-limit"))
     budget = session_budget if session_budget is not None else flow.session_token_budget
     return dataclasses.replace(flow, models=models, session_token_budget=budget)
+
+
+def _configure_telemetry(setup: Optional[str]) -> None:
+    """``--otel-setup``: the hook configures this process now, and each worker (through the environment) at its start."""
+    if setup is not None:
+        os.environ[_telemetry.SETUP_ENV] = setup
+    try:
+        _telemetry.configure_from_env()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise NalarcError(f"--otel-setup / {_telemetry.SETUP_ENV}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ async def _serve_requests(
         for name, inputs, session in requests:
             _, fn = app.workflow(name)
             try:
-                outcomes.append(Outcome(await run_request(fn, inputs, backend.new_runtime(), session)))
+                outcomes.append(Outcome(await run_request(fn, inputs, backend.new_runtime(), session, workflow=name)))
             except Exception as exc:  # noqa: BLE001 - reported per request
                 outcomes.append(Outcome(error=exc))
         return outcomes
@@ -150,7 +150,7 @@ class Service:
             view = self.runtime.journals[request_id] = RequestJournal(journal, request_id, resumed)
         self.in_flight += 1
         try:
-            result = await run_request(fn, inputs, self.runtime, session, request_id)
+            result = await run_request(fn, inputs, self.runtime, session, request_id, workflow=name)
         except Exception:
             self.failed += 1
             raise

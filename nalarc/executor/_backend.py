@@ -31,7 +31,7 @@ from typing import Any, Generic
 import cloudpickle
 import trio
 
-from .. import _events
+from .. import _events, _telemetry
 from .._api import ComponentSpec, component_spec
 from .._errors import BrokenWorkerError, NalarcError, PolicyError
 from ..runtime import lowlevel as _rt
@@ -41,7 +41,7 @@ from ..wire import (BatchItem, Call, Deps, Done, Event, Need, Preempt, ProbeRepl
 from . import _flow
 from ._concurrency import ConcurrencyKeys
 from ._controller import GlobalController, NodeStore
-from ._instance import InstanceController, QueuedCall
+from ._instance import CallObserver, InstanceController, QueuedCall
 from ._local import InProcessBackend
 from ._pool import Placement as Placement
 from ._pool import PoolEvents as PoolEvents
@@ -78,6 +78,8 @@ class ControlledBackend(Generic[W]):
         #: flow control (docs/flow-control.md): the run's LLM limiter, and its concurrency keys
         self.flow = _flow.FlowLimiter(placement.flow) if placement.flow.gates_llm else None
         self.keys = ConcurrencyKeys(placement.flow.concurrency) if placement.flow.concurrency else None
+        #: Told every call's component, kind, queue and total seconds (``/metrics``); None: nobody listens.
+        self.call_observer: CallObserver | None = None
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -297,7 +299,7 @@ class ControlledBackend(Generic[W]):
         if call.pushes is not None:
             push = self.push.targets(call)
         message = Run(call_id, controller.id, controller.spec.key, call.method, args, kwargs,
-                      call.session, call.request, state, deps, push)
+                      call.session, call.request, state, deps, push, _telemetry.traceparent(call.span))
         self.pool.send(controller.worker, message, (args, kwargs, state))
 
     async def send_batch(self, controller: InstanceController[W], batch: list[QueuedCall]) -> None:

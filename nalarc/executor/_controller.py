@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from .. import _telemetry
 from .._errors import PolicyError
 from ..policies import Control, FutureMetrics, MetricsView, Policy
 
@@ -295,6 +296,7 @@ class GlobalController(Control):
             return False  # stateful agents never migrate
         moved = source.take_session(session_or_future) or source.take_future(session_or_future)
         for entry in moved:
+            _telemetry.call_migrated(entry.call.span)
             target.submit(entry)
         self._stale = True
         if not any(e.future_id == session_or_future for e in moved):

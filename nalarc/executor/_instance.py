@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import trio
 
+from .. import _telemetry
 from .._api import ComponentSpec
 from ..policies import FutureMetrics, InstanceMetrics
 from ..runtime import lowlevel as _rt
@@ -108,12 +109,16 @@ class WorkerLike(Protocol):
 
 W = TypeVar("W", bound=WorkerLike)
 
+#: ``observer(component, kind, queued seconds, seconds from arrival to finish)``, once per finished call.
+CallObserver = Callable[[str, str, float, float], None]
+
 
 class InstanceHost(Protocol):
     """What a component-level controller needs from its backend (placement and transport)."""
 
     store: StateStore
     tracer: Tracer | None
+    call_observer: CallObserver | None
     max_batch: int
     batching: bool
     #: Where this instance reads decisions and publishes telemetry.
@@ -413,15 +418,20 @@ class InstanceController(Generic[W]):
         for entry in batch:
             entry.in_batch, entry.started = True, started
             self.running_entries[entry.future_id] = entry
+            if entry.call.span is not None:
+                _telemetry.call_started(entry.call.span, self.id, self.worker.id, started - entry.created)
         try:
             await self.backend.send_batch(self, batch)
             for entry in batch:
                 await entry.returned.wait()
         finally:
             finished = trio.current_time()
+            observer = self.backend.call_observer
             for entry in batch:
                 del self.running_entries[entry.future_id]
                 self._forget(entry)
+                if observer is not None:
+                    observer(self.spec.name, self.spec.kind, started - entry.created, finished - entry.created)
             self.running -= 1
             self.completed += len(batch)
             self.batches += 1
@@ -433,6 +443,8 @@ class InstanceController(Generic[W]):
         call = entry.call
         entry.started = trio.current_time()
         self.running_entries[entry.future_id] = entry
+        if call.span is not None:
+            _telemetry.call_started(call.span, self.id, self.worker.id, entry.started - entry.created)
         state = self.backend.store.load(call.session, self.spec.key) if self.spec.managed else None
         self.backend.send_run(self, entry, state)
 
@@ -452,6 +464,9 @@ class InstanceController(Generic[W]):
                 created=entry.created, started=entry.started, finished=finished, session=call.session,
                 request=call.request, stage=call.stage, depends_on=call.depends_on, ok=entry.ok,
             )
+        observer = self.backend.call_observer
+        if observer is not None:
+            observer(self.spec.name, self.spec.kind, entry.started - entry.created, finished - entry.created)
         self.running_entries.pop(entry.future_id, None)
         self._forget(entry)
         self.running -= 1

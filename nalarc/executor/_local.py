@@ -15,10 +15,12 @@ import functools
 import inspect
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from .. import _telemetry
 from .._api import blocks_on_futures, instance_member, serve_instance
 from .._state import StateTransaction, bind_transaction, session
 from ..runtime import lowlevel as _rt
@@ -35,6 +37,8 @@ class InProcessBackend:
     def __init__(self, store: StateStore | None = None, tracer: Tracer | None = None) -> None:
         self.store = store if store is not None else StateStore(None)
         self.tracer = tracer
+        #: Told every call's component, kind, queue and total seconds (``/metrics``): see ``_instance.CallObserver``.
+        self.call_observer: Callable[[str, str, float, float], None] | None = None
         self._instances: dict[str, Any] = {}
 
     def new_runtime(self) -> _rt.Runtime:
@@ -48,7 +52,9 @@ class InProcessBackend:
         return instance
 
     async def execute(self, call: _rt.CallRecord) -> Any:
-        if self.tracer is None:
+        if call.span is not None:
+            _telemetry.call_started(call.span, call.spec.name, "driver", 0.0)
+        if self.tracer is None and self.call_observer is None:
             return await self._execute(call)
         started, ok = trio.current_time(), False
         try:
@@ -56,12 +62,19 @@ class InProcessBackend:
             ok = True
             return result
         finally:
-            self.tracer.call(
-                future=call.future_id, label=call.label, instance=call.spec.name, process=driver_pid(),
-                process_name="driver (in-process)", created=started, started=started,
-                finished=trio.current_time(), session=call.session, request=call.request,
-                stage=call.stage, depends_on=call.depends_on, ok=ok,
-            )
+            if self.call_observer is not None:
+                self.call_observer(call.spec.name, call.spec.kind, 0.0, trio.current_time() - started)
+            if self.tracer is not None:
+                self._trace(call, started, ok)
+
+    def _trace(self, call: _rt.CallRecord, started: float, ok: bool) -> None:
+        assert self.tracer is not None
+        self.tracer.call(
+            future=call.future_id, label=call.label, instance=call.spec.name, process=driver_pid(),
+            process_name="driver (in-process)", created=started, started=started,
+            finished=trio.current_time(), session=call.session, request=call.request,
+            stage=call.stage, depends_on=call.depends_on, ok=ok,
+        )
 
     async def _execute(self, call: _rt.CallRecord) -> Any:
         directives = call.spec.directives
@@ -99,7 +112,8 @@ class InProcessBackend:
             )
         frame = call.pending.frame if call.pending is not None else None
         assert frame is not None
-        result = await run_component_code(fn, call, frame.runtime, txn)
+        with _telemetry.activated(call.span):
+            result = await run_component_code(fn, call, frame.runtime, txn)
         if txn is not None and txn.touched:
             self.store.commit(call.session, call.spec.key, await _rt.md(txn.values))
         return result
@@ -186,9 +200,9 @@ async def _invoke(fn: Any, call: _rt.CallRecord, runtime: _rt.Runtime) -> Any:
 
 async def run_request(
     fn: Any, inputs: dict[str, Any], runtime: _rt.Runtime, session_id: str = "default",
-    request_id: str | None = None,
+    request_id: str | None = None, workflow: str | None = None,
 ) -> Any:
-    """Run one workflow request to its (deep) value."""
+    """Run one workflow request to its (deep) value (``workflow``: its name, for telemetry)."""
     if _rt.compiled_kind(fn) is None and inspect.iscoroutinefunction(fn):
         # Uncompiled asyncio code (nalarc compiles every async workflow of a build).
         user = fn
@@ -205,7 +219,8 @@ async def run_request(
             return await trio.to_thread.run_sync(functools.partial(plain, **kwargs))
 
     request_id = request_id or uuid.uuid4().hex
-    with session(session_id):
+    name = workflow if workflow is not None else str(getattr(fn, "__name__", "workflow"))
+    with session(session_id), _telemetry.request_span(name, session_id, request_id):
         try:
             return await run_frame(fn, (), inputs, runtime, session_id, request_id, top=True)
         finally:

@@ -6,11 +6,13 @@ import dataclasses
 import json
 import os
 import threading
+import urllib.parse
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from .. import _telemetry
 from .._errors import NalarcError
 from .._state import current_instance, current_session
 from . import _server
@@ -436,11 +438,12 @@ def chat(
         if stream:
             chunks = client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
             return ChatStream(chunks, target, booking)
-        completion = client.chat.completions.create(**kwargs)
+        with _telemetry.chat_span(model, _host(target)) as span:
+            result = _result(client.chat.completions.create(**kwargs))
+            _traced(span, result)
     except openai.APIError as error:
         settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
-    result = _result(completion)
     settle(booking, _used(result.usage))
     return result if full else result.text
 
@@ -479,13 +482,26 @@ async def achat(
             chunks = await client.chat.completions.create(**kwargs, stream=True,
                                                           stream_options={"include_usage": True})
             return AsyncChatStream(chunks, target, booking)
-        completion = await client.chat.completions.create(**kwargs)
+        with _telemetry.chat_span(model, _host(target)) as span:
+            result = _result(await client.chat.completions.create(**kwargs))
+            _traced(span, result)
     except openai.APIError as error:
         settle(booking, _used_by_failure(error))
         raise _llm_error(target, error) from error
-    result = _result(completion)
     settle(booking, _used(result.usage))
     return result if full else result.text
+
+
+def _host(target: _Target) -> str:
+    return urllib.parse.urlsplit(target.base_url).hostname or ""
+
+
+def _traced(span: Any, result: ChatResult) -> None:
+    """The ``chat`` span's response attributes (GenAI conventions): model, usage, finish reason."""
+    usage = result.usage
+    _telemetry.chat_usage(span, result.model, usage.prompt_tokens if usage else None,
+                          usage.completion_tokens if usage else None, usage.cached_tokens if usage else 0,
+                          result.finish_reason)
 
 
 def chat_batch(conversations: Sequence[Sequence[Message]], *, model: str = "default",

@@ -81,7 +81,7 @@ class CallRecord:
 
     __slots__ = (
         "spec", "target", "method", "args", "kwargs", "session", "request", "pending", "stage",
-        "inputs", "direct", "held", "waiting", "placed", "pushes", "attempt",
+        "inputs", "direct", "held", "waiting", "placed", "pushes", "attempt", "span",
     )
 
     def __init__(
@@ -115,6 +115,8 @@ class CallRecord:
         self.pushes: Any = None
         #: Where the backend sent it last (its own handle for that attempt).
         self.attempt: Any = None
+        #: Its OpenTelemetry span (``nalarc._telemetry``), None when telemetry is off.
+        self.span: Any = None
 
     @property
     def future_id(self) -> str:

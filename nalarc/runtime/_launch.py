@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from .. import _telemetry
 from .._api import ATTRIBUTE_READ, ATTRIBUTE_WRITE, ComponentSpec, component_spec
 from .._errors import NalarcError, NalarcInternalError
 from ..ir import AWAIT, EFFECT, STAGE_SHIFT
@@ -142,8 +143,13 @@ def call(
     record.stage = flags >> STAGE_SHIFT
     record.inputs = inputs
     journal = frame.journal
+    parent = _telemetry.current_span.get()
     if journal is not None and journal.launch(record, pending):
+        if parent is not None:
+            _telemetry.replayed_call_span(record, pending, parent)
         return pending  # replayed from the journal (or its outcome is unknown): it does not run
+    if parent is not None:
+        record.span = _telemetry.start_call_span(record, pending, parent)
     predecessor = _chain(frame, spec, pending)
     if not _start_now(frame, record, flags, predecessor):
         frame.nursery.start_soon(_run_call, frame, record, flags, predecessor)

@@ -64,6 +64,7 @@ from .. import _events
 from .._errors import NalarcError, PoisonRequest
 from ..executor import LoadedApp, Service, bind_inputs
 from ._journal import Entry, Journal, canonical_json
+from ._metrics import ServeMetrics
 from ._stream import EventStreams, interrupt_in, load_paused, resume_run, stream_endpoint
 
 #: Largest request body accepted (bytes).
@@ -202,6 +203,7 @@ class ServeApp:
         self.runs: dict[str, RunRecord] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self.started = time.time()
+        self.telemetry = ServeMetrics(self)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -459,6 +461,15 @@ class ServeApp:
         ("interrupted", (call key, payload))."""
         # An in-memory journal dies with the process: journaling calls there buys nothing.
         journal = self.journal if self.journal.path is not None else None
+        started = time.perf_counter()
+        status, value = await self._outcome(name, inputs, session, run_id, journal, resumed, mute_until)
+        outcome = {"done": "ok", "failed": "error"}.get(status, status)
+        self.requests[name, outcome] += 1
+        self.telemetry.observe_request(name, outcome, time.perf_counter() - started)
+        return status, value
+
+    async def _outcome(self, name: str, inputs: dict[str, Any], session: str, run_id: str,
+                       journal: Journal | None, resumed: bool, mute_until: str | None) -> tuple[str, Any]:
         try:
             with _events.bind(run_id, self.streams.channel(run_id, journal is not None, mute_until)):
                 result = await self.service.run(name, inputs, session, request_id=run_id, journal=journal,
@@ -466,16 +477,12 @@ class ServeApp:
         except Exception as exc:  # noqa: BLE001 - reported to the client
             paused = interrupt_in(exc)
             if paused is not None:
-                self.requests[name, "interrupted"] += 1
                 return "interrupted", (paused.key, paused.payload)
-            self.requests[name, "error"] += 1
             return "failed", error_body(exc)
         try:
             _dumps(result)
         except (TypeError, ValueError, RecursionError) as exc:
-            self.requests[name, "error"] += 1
             return "failed", error_body(TypeError(f"the workflow's result is not JSON-serializable: {exc}"))
-        self.requests[name, "ok"] += 1
         return "done", result
 
     async def _status(self) -> tuple[int, Any]:
@@ -497,49 +504,8 @@ class ServeApp:
         return 200, out
 
     def metrics(self) -> str:
-        """The Prometheus text exposition of the server and its instances."""
-        lines: list[str] = []
-
-        def family(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
-            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-            for labels, value in samples:
-                text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-                number = str(int(value)) if float(value).is_integer() else repr(float(value))
-                lines.append(f"{name}{{{text}}} {number}" if text else f"{name} {number}")
-
-        family("nalarc_requests_total", "counter", "Workflow requests by outcome (ok, error, invalid, rejected).",
-               [({"workflow": w, "outcome": o}, n) for (w, o), n in sorted(self.requests.items())])
-        family("nalarc_http_responses_total", "counter", "HTTP responses by status code.",
-               [({"code": str(c)}, n) for c, n in sorted(self.responses.items())])
-        family("nalarc_requests_in_flight", "gauge", "Admitted requests whose workflow has not returned.",
-               [({}, self.admitted)])
-        family("nalarc_requests_limit", "gauge", "Admitted requests allowed before 429.", [({}, self.max_queue)])
-        family("nalarc_requests_replayed_total", "counter", "Idempotent retries answered from the first request.",
-               [({}, self.replayed)])
-        family("nalarc_calls_journal_total", "counter",
-               "Component calls of journaled requests: replayed on resume, journaled, unjournaled.",
-               [({"outcome": k}, v) for k, v in self.service.calls.items()])
-        family("nalarc_requests_resumed_total", "counter", "Unfinished journaled requests resumed at start.",
-               [({}, self.resumed)])
-        family("nalarc_requests_poisoned_total", "counter",
-               "Unfinished journaled requests failed at start: their runs kept crashing the server.",
-               [({}, self.poisoned)])
-        family("nalarc_draining", "gauge", "1 while the server drains after the shutdown trigger.",
-               [({}, float(self.draining))])
-        status = self.service.status()
-        if status["workers"]:
-            family("nalarc_worker_alive", "gauge", "1 if the worker (process or Ray actor) is alive.",
-                   [({"worker": w["id"], "pid": str(w["pid"])}, float(w["alive"])) for w in status["workers"]])
-            for name, kind, help_text, key in [
-                ("nalarc_instance_queue_length", "gauge", "Calls waiting in the instance's queue.", "queue_length"),
-                ("nalarc_instance_running", "gauge", "Calls the instance is running.", "running"),
-                ("nalarc_instance_completed_total", "counter", "Calls the instance finished.", "completed"),
-                ("nalarc_instance_busy_seconds_total", "counter", "Seconds spent running calls.", "busy_seconds"),
-            ]:
-                family(name, kind, help_text, [
-                    ({"instance": c["id"], "component": c["component"], "worker": c["worker"]}, float(c[key]))
-                    for c in status["instances"]])
-        return "\n".join(lines) + "\n"
+        """The Prometheus text exposition of the server and its instances (``_metrics``)."""
+        return self.telemetry.exposition().decode()
 
     # -- request parsing ----------------------------------------------------------
 
@@ -595,10 +561,6 @@ class ServeApp:
 async def _no_headers(answer: Awaitable[tuple[int, Any]]) -> tuple[int, Any, _Headers]:
     status, value = await answer
     return status, value, []
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 async def serve(

@@ -80,6 +80,8 @@ class Run(NamedTuple):
     deps: Deps
     #: where this call's value goes when it succeeds
     push: PushTargets
+    #: the W3C ``traceparent`` of the call's span in the driver ("": no trace), see ``nalarc._telemetry``
+    trace: str = ""
 
 
 class BatchItem(NamedTuple):

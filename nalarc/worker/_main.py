@@ -43,6 +43,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import _telemetry
 from .._builddir import load_build
 from .._errors import NalarcError, RemoteError
 from .._state import StateTransaction, _instance
@@ -190,8 +191,9 @@ class Worker:
             args, kwargs = self._take_deps(run.deps, run.args, run.kwargs) if run.deps else (run.args, run.kwargs)
             function = self.host.function(run.instance_id, run.key, run.method)
             txn = StateTransaction(run.session, run.key, run.state) if run.state is not None else None
-            result, after = self.host.call(function, run.method, args, kwargs, run.session, run.request,
-                                           run.instance_id, txn)
+            with _telemetry.remote_parent(run.trace):
+                result, after = self.host.call(function, run.method, args, kwargs, run.session, run.request,
+                                               run.instance_id, txn)
             targets = self._pushes.pop(call_id, None)
             pushed = self._push(call_id, result, targets) if targets else ()
             payload = dumps(Done(call_id, True, result, after, "", pushed), (result, after))
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("usage: python -m nalarc.worker SOCKET ID  (the run's secret, hex, on standard input)")
     socket_path, worker_id = args
     secret = bytes.fromhex(sys.stdin.readline().strip())
+    _telemetry.configure_from_env()  # the driver's tracer setup, if it named one (docs/telemetry.md)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     peer_dir = str(Path(socket_path).parent)  # the run's private (0700) directory
     listener = _listen(Path(peer_dir) / f"peer-{worker_id}.sock")
@@ -350,4 +353,5 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(POOL_SIZE):
         worker.start_thread()
     worker.stopped.wait()
+    _telemetry.flush()  # os._exit skips atexit: a batching span processor would lose its last spans
     os._exit(0)  # daemon threads may be blocked in user code: do not wait for them

@@ -386,6 +386,7 @@ class NoopHost:
     def __init__(self, node_store: NodeStore, nursery: trio.Nursery) -> None:
         self.id, self.alive, self.pid = "node0", True, 0
         self.node_store, self.store, self.tracer = node_store, StateStore(None), None
+        self.call_observer = None
         self.max_batch, self.batching, self._nursery = 16, True, nursery
 
     @property

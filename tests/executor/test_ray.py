@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,7 +164,7 @@ def test_compiled_answers_on_ray_actors_equal_plain_python(ray_cluster: str, app
     assert code == 200 and status["backend"] == "ray"
     assert {w["id"] for w in status["workers"]} == {"r0", "r1"} and all(w["alive"] for w in status["workers"])
     assert {i["component"] for i in status["instances"]} >= {"double", "Ledger", "Asker"}
-    assert 'nalarc_worker_alive{worker="r0"' in metrics
+    assert re.search(r'^nalarc_worker_alive\{[^}]*worker="r0"[^}]*\} 1\.0$', metrics, re.MULTILINE)
 
 
 @pytest.mark.parametrize("corpus_app", APPS, ids=[a.stem for a in APPS])

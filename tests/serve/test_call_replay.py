@@ -139,7 +139,7 @@ def test_completed_calls_are_replayed_not_rerun_after_sigkill(app_file: Path, tm
         calls = httpx.get(f"{restarted.base}/v1/status", timeout=10).json()["journal"]["calls"]
         # per request: 3 fetches + join replayed; hold and charge journaled after the restart
         assert calls == {"replayed": 12, "journaled": 6, "unjournaled": 0}
-        assert 'nalarc_calls_journal_total{outcome="replayed"} 12' in httpx.get(f"{restarted.base}/metrics").text
+        assert 'nalarc_calls_journal_total{outcome="replayed"} 12.0\n' in httpx.get(f"{restarted.base}/metrics").text
     finally:
         restarted.stop(signal.SIGTERM)
     lines = effect_lines(log)

@@ -142,7 +142,7 @@ def test_idempotency_key_returns_the_first_answer_and_runs_once(app: LoadedApp, 
         assert waiter[0].status_code == 200 and waiter[0].json() == {"result": {"tag": "H"}}
         assert (await until_done(client, run_id))["result"] == {"tag": "H"}
         metrics = (await client.get("/metrics")).text
-        assert "nalarc_requests_replayed_total 5\n" in metrics
+        assert "nalarc_requests_replayed_total 5.0\n" in metrics
 
     serving(app, journal, scenario, workers=workers)
     assert sorted(effects(log)) == ["a", "f", "h"]  # each keyed request ran exactly once

@@ -24,6 +24,7 @@ import h11
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from nalarc import load_app
 from nalarc.executor import LoadedApp, Placement, Service, open_service
@@ -82,6 +83,15 @@ def boom(x):
 def not_json():
     return float("nan")
 '''
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of sample ``name{labels}`` in a Prometheus exposition (None: absent), parsed by prometheus_client."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
+
 
 Scenario = Callable[[httpx.AsyncClient, Service], Awaitable[None]]
 JSON = {"content-type": "application/json"}
@@ -219,9 +229,9 @@ def test_error_paths(app: LoadedApp, workers: int) -> None:
         # The server is still fine after all that.
         assert (await post(client, "fan_out", {"n": 3})).json() == {"result": 30}
         metrics = (await client.get("/metrics")).text
-        assert 'nalarc_requests_total{workflow="fan_out",outcome="invalid"} 3' in metrics
-        assert 'nalarc_requests_total{workflow="boom",outcome="error"} 1' in metrics
-        assert 'nalarc_http_responses_total{code="413"} 2' in metrics
+        assert sample(metrics, "nalarc_requests_total", workflow="fan_out", outcome="invalid") == 3
+        assert sample(metrics, "nalarc_requests_total", workflow="boom", outcome="error") == 1
+        assert sample(metrics, "nalarc_http_responses_total", code="413") == 2
 
     serving(app, Placement(workers=workers), scenario)
 
@@ -241,9 +251,9 @@ def test_health_status_and_metrics(app: LoadedApp, workers: int) -> None:
         metrics = await client.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
         text = metrics.text
-        assert 'nalarc_requests_total{workflow="fan_out",outcome="ok"} 2' in text
-        assert 'nalarc_requests_total{workflow="boom",outcome="error"} 1' in text
-        assert "# TYPE nalarc_requests_in_flight gauge\nnalarc_requests_in_flight 0\n" in text
+        assert sample(text, "nalarc_requests_total", workflow="fan_out", outcome="ok") == 2
+        assert sample(text, "nalarc_requests_total", workflow="boom", outcome="error") == 1
+        assert "# TYPE nalarc_requests_in_flight gauge\n" in text and sample(text, "nalarc_requests_in_flight") == 0
         for line in text.splitlines():  # every sample line is `name{labels} number`
             assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? -?[0-9.e+-]+", line), line
 
@@ -258,15 +268,15 @@ def test_health_status_and_metrics(app: LoadedApp, workers: int) -> None:
             assert worker["alive"] is True
             os.kill(worker["pid"], 0)  # a real, live process
             assert worker["pid"] != os.getpid()
-            assert f'nalarc_worker_alive{{worker="{worker["id"]}",pid="{worker["pid"]}"}} 1' in text
+            assert sample(text, "nalarc_worker_alive", worker=worker["id"], pid=str(worker["pid"])) == 1
         by_id = {i["id"]: i for i in status["instances"]}
         assert {"fetch#0", "nap#0", "where#0"} <= set(by_id)
         fetch = by_id["fetch#0"]
         assert fetch["component"] == "fetch" and fetch["kind"] == "tool"
         assert fetch["completed"] == 5 and fetch["queue_length"] == 0 and fetch["running"] == 0
-        assert 'nalarc_instance_completed_total{instance="fetch#0",component="fetch",worker="' in text
-        assert re.search(r'nalarc_instance_completed_total\{instance="fetch#0",[^}]*\} 5\n', text)
-        assert re.search(r'nalarc_instance_queue_length\{instance="fetch#0",[^}]*\} 0\n', text)
+        fetch_labels = {"instance": "fetch#0", "component": "fetch", "worker": fetch["worker"]}
+        assert sample(text, "nalarc_instance_completed_total", **fetch_labels) == 5
+        assert sample(text, "nalarc_instance_queue_length", **fetch_labels) == 0
 
     serving(app, Placement(workers=workers), scenario)
 
@@ -293,14 +303,14 @@ def test_admission_limit_gives_429_with_retry_after(app: LoadedApp, workers: int
                 assert "limit 2" in refused.json()["error"]
             # status and metrics are not subject to admission
             assert (await client.get("/healthz")).status_code == 200
-            assert "nalarc_requests_in_flight 2\n" in (await client.get("/metrics")).text
+            assert sample((await client.get("/metrics")).text, "nalarc_requests_in_flight") == 2
         assert [r.status_code for r in results] == [200]
         with trio.fail_after(10):
             while (await client.get(f"/v1/runs/{pending}")).json()["status"] == "pending":
                 await trio.sleep(0.02)
         assert (await post(client, "fan_out", {"n": 1})).status_code == 200
         metrics = (await client.get("/metrics")).text
-        assert 'nalarc_requests_total{workflow="fan_out",outcome="rejected"} 2' in metrics
+        assert sample(metrics, "nalarc_requests_total", workflow="fan_out", outcome="rejected") == 2
 
     serving(app, Placement(workers=workers), scenario, max_queue=2)
 
@@ -359,7 +369,7 @@ def test_thousand_concurrent_fan_out_requests(app: LoadedApp, tmp_path: Path) ->
             calls = [i for i in status["instances"] if i["component"] == "fetch_when"]
             # every call is queued or running (less a few in transit if a worker was just replaced)
             assert sum(i["queue_length"] + i["running"] for i in calls) >= total * fan - sum(i["limit"] for i in calls)
-            assert f"nalarc_requests_in_flight {total}\n" in (await client.get("/metrics")).text
+            assert sample((await client.get("/metrics")).text, "nalarc_requests_in_flight") == total
             held = time.monotonic()
             gate.touch()
         print(f"\n{total} in flight after {held - started:.1f} s; drained in {time.monotonic() - held:.1f} s")
@@ -367,7 +377,7 @@ def test_thousand_concurrent_fan_out_requests(app: LoadedApp, tmp_path: Path) ->
         assert {status for status, _ in responses} == {200}, [body for status, body in responses if status != 200][:3]
         assert {body["result"] for _, body in responses} == {sum(i * 10 for i in range(fan))}
         metrics = (await client.get("/metrics")).text
-        assert f'nalarc_requests_total{{workflow="fan_out_gated",outcome="ok"}} {total}' in metrics
+        assert sample(metrics, "nalarc_requests_total", workflow="fan_out_gated", outcome="ok") == total
 
     serving(app, Placement(workers=2, instances={"fetch_when": 2}), scenario, max_queue=total)
     print(f"{total} concurrent fan-out requests: {time.monotonic() - started:.1f} s in all")
