@@ -90,16 +90,17 @@ WORKLOADS = {
         "financial", "examples/financial_analyst.py",
         {"StockAgent": 2, "NewsAgent": 2, "BondAgent": 2, "MarketResearch": 2, "Analyst": 2},
         rates=[6.0, 10.0, 14.0], duration=8.0, quick_rates=[12.0], quick_duration=8.0,
-        systems=("nalarc", "nalarc+srtf", "sticky-fcfs", "ray-like", "threads"), only_at={"nalarc+srtf": [10.0]},
+        systems=("nalarc", "nalarc-cache", "nalarc+srtf", "sticky-fcfs", "ray-like", "threads"), only_at={"nalarc+srtf": [10.0]},
     ),
     "router": Workload(
         "router", "examples/router.py", {"ChatAgent": 2, "CodeAgent": 2},
         rates=[8.0, 12.0, 16.0], duration=15.0,
+        systems=("nalarc", "nalarc-cache", "sticky-fcfs", "ray-like", "threads"),
     ),
     "swe": Workload(
         "swe", "examples/software_engineering.py", {"Planner": 2, "Developer": 2, "Tester": 2},
         rates=[], duration=0.0, kind="makespan", burst=32, repeat=3,
-        systems=("nalarc", "nalarc+lpt", "nalarc-no-batching", "sticky-fcfs", "ray-like", "threads"),
+        systems=("nalarc", "nalarc-cache", "nalarc+lpt", "nalarc-no-batching", "sticky-fcfs", "ray-like", "threads"),
     ),
 }
 
@@ -111,6 +112,7 @@ POLICIES = {
     "nalarc": ("nalar", True),
     "nalarc+lpt": ("nalar+lpt", True),
     "nalarc+srtf": ("nalar+srtf", True),
+    "nalarc-cache": ("nalar-cache", True),
     "nalarc-no-batching": ("nalar", False),
     "sticky-fcfs": ("sticky-fcfs", False),
     "ray-like": ("ray-like", False),
