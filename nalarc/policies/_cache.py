@@ -9,12 +9,14 @@ sides of the trade in seconds, read from the view:
   ``max(0, load + 1 - capacity)`` calls ahead of it, each holding a slot for
   the instance's recent mean latency (``latency_ms / capacity`` per call).
 
-Routing: for every session with live calls (it is mid-request, so its next
-call to an agent is coming: a cheap lookahead) and a prefix worth keeping
-(``rewarm_s >= min_rewarm_s``) on an instance, the session is routed to the
-instance with the best ``hit_weight * saved - load_weight * wait``.  An
-instance loaded beyond ``overload`` times its slots earns no cache credit, so
-the session falls back to the least-loaded instance.
+Routing: every session with a prefix worth keeping (``rewarm_s >=
+min_rewarm_s``) on an instance is routed, every round, to the instance with
+the best ``hit_weight * saved - load_weight * wait``.  The route is in place
+before the session's next call is even made (a compiled workflow makes its
+calls as futures when the request starts, so that is when they are routed).
+An instance loaded beyond ``overload`` times its slots earns no cache credit,
+so the session falls back to the least-loaded instance.  A round costs
+O(resident sessions x instances), bounded by the engines' cache capacity.
 
 Migration: a call queued behind others moves to an instance with a free slot
 only when the wait it would save is larger than the re-warm it would pay
@@ -42,12 +44,11 @@ class CacheAware(Policy):
         self.overload, self.min_rewarm_s = overload, min_rewarm_s
 
     def step(self, view: MetricsView, control: Control) -> None:
-        active = {session for session, _ in view.session_stages}
         for component in view.components():
             instances = [i for i in view.of(component) if not i.stateful]
             if len(instances) < 2:
                 continue
-            self._route(view, control, component, instances, active)
+            self._route(view, control, component, instances)
             self._migrate(view, control, instances)
 
     # -- the two sides of the trade, in seconds --------------------------------------
@@ -67,10 +68,9 @@ class CacheAware(Policy):
     # -- routing -------------------------------------------------------------------
 
     def _route(self, view: MetricsView, control: Control, component: str,
-               instances: list[InstanceMetrics], active: set[str]) -> None:
+               instances: list[InstanceMetrics]) -> None:
         holding = {i.id: view.residency.get(i.id, {}) for i in instances}
-        sessions = {s for held in holding.values() for s, prefix in held.items()
-                    if s in active and prefix.rewarm_s >= self.min_rewarm_s}
+        sessions = {s for held in holding.values() for s, prefix in held.items() if prefix.rewarm_s >= self.min_rewarm_s}
         for session in sessions:
             best = self.best(instances, holding, session)
             control.route(session, component, best.id)
