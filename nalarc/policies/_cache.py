@@ -18,10 +18,11 @@ An instance loaded beyond ``overload`` times its slots earns no cache credit,
 so the session falls back to the least-loaded instance.  A round costs
 O(resident sessions x instances), bounded by the engines' cache capacity.
 
-Migration: a call queued behind others moves to an instance with a free slot
-only when the wait it would save is larger than the re-warm it would pay
-there (the prefix it leaves behind, less whatever the target holds).  This
-replaces head-of-line migration, which moves calls blind to the cache.
+Migration: a call queued behind others moves to an idle instance (one call
+each, as head-of-line migration does) only when the wait it would save is
+larger than the re-warm it would pay there (the prefix it leaves behind, less
+whatever the target holds).  This replaces head-of-line migration, which
+moves calls blind to the cache; with no prefix worth keeping it does the same.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ class CacheAware(Policy):
     # -- migration -----------------------------------------------------------------
 
     def _migrate(self, view: MetricsView, control: Control, instances: list[InstanceMetrics]) -> None:
-        free = {i.id: i.capacity - i.load for i in instances if i.load < i.capacity}
+        # Idle instances only, one call each, as head-of-line migration: calls queued at a busy
+        # instance may batch together there, and a target with calls of its own is no sure gain.
+        free = {i.id: 1 for i in instances if i.load == 0}
         if not free:
             return
         for busy in (i for i in instances if i.queue_length > 0):
@@ -100,7 +103,7 @@ class CacheAware(Policy):
 
     @staticmethod
     def _target(view: MetricsView, free: dict[str, int], session: str, source: str) -> str | None:
-        """The instance with a free slot that holds most of ``session``'s prefix (else the freest)."""
+        """The idle instance that holds most of ``session``'s prefix."""
         open_slots = [i for i, n in free.items() if n > 0 and i != source]
         if not open_slots:
             return None
