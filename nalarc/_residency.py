@@ -5,7 +5,9 @@ agent instance making the calls.  Each time an engine's prefix cache for a
 session changes (a prefix cached after a generation, or evicted), it records
 the session's resident prefix here, under the instance; the worker attaches
 what its instance recorded to the call's ``Done`` message, so the report costs
-a few tuples per call and no extra message.  The driver keeps the latest
+a few tuples per call and no extra message.  (A streamed reply's engine
+records after its last delta, so its report may ride on the instance's next
+``Done``.)  The driver keeps the latest
 report per (instance, session) (``nalarc.executor._residency``) and policies
 read it as ``MetricsView.residency``.
 
