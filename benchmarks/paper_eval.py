@@ -89,17 +89,18 @@ WORKLOADS = {
     "financial": Workload(
         "financial", "examples/financial_analyst.py",
         {"StockAgent": 2, "NewsAgent": 2, "BondAgent": 2, "MarketResearch": 2, "Analyst": 2},
-        rates=[6.0, 10.0, 14.0], duration=8.0, quick_rates=[12.0], quick_duration=8.0,
-        systems=("nalarc", "nalarc+srtf", "sticky-fcfs", "ray-like", "threads"), only_at={"nalarc+srtf": [10.0]},
+        rates=[6.0, 10.0, 14.0, 18.0], duration=8.0, quick_rates=[12.0], quick_duration=8.0,
+        systems=("nalarc", "nalarc-cache", "nalarc+srtf", "sticky-fcfs", "ray-like", "threads"), only_at={"nalarc+srtf": [10.0]},
     ),
     "router": Workload(
         "router", "examples/router.py", {"ChatAgent": 2, "CodeAgent": 2},
-        rates=[8.0, 12.0, 16.0], duration=15.0,
+        rates=[8.0, 12.0, 16.0, 20.0], duration=15.0,
+        systems=("nalarc", "nalarc-cache", "sticky-fcfs", "ray-like", "threads"),
     ),
     "swe": Workload(
         "swe", "examples/software_engineering.py", {"Planner": 2, "Developer": 2, "Tester": 2},
         rates=[], duration=0.0, kind="makespan", burst=32, repeat=3,
-        systems=("nalarc", "nalarc+lpt", "nalarc-no-batching", "sticky-fcfs", "ray-like", "threads"),
+        systems=("nalarc", "nalarc-cache", "nalarc+lpt", "nalarc-no-batching", "sticky-fcfs", "ray-like", "threads"),
     ),
 }
 
@@ -111,6 +112,7 @@ POLICIES = {
     "nalarc": ("nalar", True),
     "nalarc+lpt": ("nalar+lpt", True),
     "nalarc+srtf": ("nalar+srtf", True),
+    "nalarc-cache": ("nalar-cache", True),
     "nalarc-no-batching": ("nalar", False),
     "sticky-fcfs": ("sticky-fcfs", False),
     "ray-like": ("ray-like", False),
@@ -243,20 +245,31 @@ def _ms(seconds: float | None) -> str:
 # -- the comparisons -----------------------------------------------------------
 
 
-def reductions(rows: list[dict[str, Any]], workload: str, baseline: str, metric: str) -> dict[float, float]:
-    """Per rate: 1 - nalarc / baseline for ``metric`` (0.4 = 40% lower)."""
-    out = {}
+def _point(rows: list[dict[str, Any]], workload: str, system: str, rate: float) -> dict[str, Any] | None:
+    return next((r for r in rows if r["workload"] == workload and r["system"] == system and r["rate"] == rate), None)
+
+
+def reductions(rows: list[dict[str, Any]], workload: str, baseline: str, metric: str,
+               system: str = "nalarc") -> dict[float, Any]:
+    """Per rate: 1 - system / baseline for ``metric`` (0.4 = 40% lower).  Over seeds: the mean of the
+    per-seed (paired: same trace) reductions and its 95% half-width, as ``[mean, ci]``."""
+    out: dict[float, Any] = {}
     for row in rows:
-        if row["workload"] == workload and row["system"] == "nalarc":
-            base = next((r for r in rows if r["workload"] == workload and r["system"] == baseline
-                         and r["rate"] == row["rate"]), None)
-            if base and base[metric] and row[metric] is not None:
-                out[row["rate"]] = 1 - row[metric] / base[metric]
+        if row["workload"] != workload or row["system"] != system:
+            continue
+        base = _point(rows, workload, baseline, row["rate"])
+        if base is None or not base[metric] or row[metric] is None:
+            continue
+        if "per_seed" in row and "per_seed" in base:
+            pairs = zip(row["per_seed"][metric], base["per_seed"][metric])
+            out[row["rate"]] = list(mean_ci([1 - a / b for a, b in pairs if a is not None and b]))
+        else:
+            out[row["rate"]] = 1 - row[metric] / base[metric]
     return out
 
 
 def sustained(rows: list[dict[str, Any]], workload: str, system: str, slo: float) -> float | None:
-    """Highest rate whose p99 is under ``slo`` seconds with no errors (every lower rate too)."""
+    """Highest rate whose (mean over seeds) p99 is under ``slo`` seconds with no errors (every lower rate too)."""
     best = None
     for row in sorted((r for r in rows if r["workload"] == workload and r["system"] == system), key=lambda r: r["rate"]):
         if row["errors"] or row["p99"] is None or row["p99"] > slo:
@@ -265,19 +278,40 @@ def sustained(rows: list[dict[str, Any]], workload: str, system: str, slo: float
     return best
 
 
+def _speedup(rows: list[dict[str, Any]], system: str, baseline: str) -> Any:
+    """SWE makespan of ``baseline`` / ``system``: one number, or over seeds [mean, ci] of the paired ratios."""
+    mine, base = _point(rows, "swe", system, 0.0), _point(rows, "swe", baseline, 0.0)
+    if mine is None or base is None:
+        return None
+    if "per_seed" in mine and "per_seed" in base:
+        return list(mean_ci([b / a for a, b in zip(mine["per_seed"]["makespan"], base["per_seed"]["makespan"])]))
+    return base["makespan"] / mine["makespan"]
+
+
 def comparisons(rows: list[dict[str, Any]], slo: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    ours = [s for s in ("nalarc", "nalarc-cache") if any(r["system"] == s for r in rows)]
     if any(r["workload"] == "financial" for r in rows):
-        out["financial_vs_sticky"] = {m: reductions(rows, "financial", "sticky-fcfs", m) for m in ("p95", "p99")}
-        out["financial_vs_ray_like"] = {m: reductions(rows, "financial", "ray-like", m) for m in ("p95", "p99")}
+        for system in ours:
+            suffix = "" if system == "nalarc" else "_cache"
+            out[f"financial_vs_sticky{suffix}"] = {m: reductions(rows, "financial", "sticky-fcfs", m, system)
+                                                   for m in ("p95", "p99")}
+            out[f"financial_vs_ray_like{suffix}"] = {m: reductions(rows, "financial", "ray-like", m, system)
+                                                     for m in ("p95", "p99")}
+        out["financial_cache_vs_nalarc"] = {m: reductions(rows, "financial", "nalarc", m, "nalarc-cache")
+                                            for m in ("mean", "p95", "p99")}
         out["srtf_effect"] = {m: _effect(rows, "financial", "nalarc+srtf", m) for m in ("mean", "p95")}
     if any(r["workload"] == "router" for r in rows):
         out["router_slo_s"] = slo
         out["router_sustained"] = {s: sustained(rows, "router", s, slo) for s in WORKLOADS["router"].systems}
+        ray = out["router_sustained"].get("ray-like")
+        out["router_sustained_vs_ray_like"] = {s: (rate / ray if rate and ray else None)
+                                               for s, rate in out["router_sustained"].items()}
     swe = {r["system"]: r for r in rows if r["workload"] == "swe"}
     if "nalarc" in swe and "sticky-fcfs" in swe:
         out["swe_makespan"] = {s: r["makespan"] for s, r in swe.items()}
-        out["swe_speedup_vs_static"] = swe["sticky-fcfs"]["makespan"] / swe["nalarc"]["makespan"]
+        out["swe_speedup_vs_static"] = _speedup(rows, "nalarc", "sticky-fcfs")
+        out["swe_speedup_vs_static_cache"] = _speedup(rows, "nalarc-cache", "sticky-fcfs")
         out["swe_imbalance"] = {s: r["imbalance_by_agent"] for s, r in swe.items()}
         out["lpt_effect"] = {m: _effect(rows, "swe", "nalarc+lpt", m) for m in ("makespan", "p95")}
     return out
@@ -339,7 +373,9 @@ def plot(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
 
 
 def evaluate(names: list[str], quick: bool, seed: int, interval: float, rates: list[float] | None,
-             systems: list[str] | None) -> list[dict[str, Any]]:
+             systems: list[str] | None, seeds: int = 1) -> list[dict[str, Any]]:
+    """One row per (workload, system, rate): a single run, or with ``seeds`` > 1 the mean over seeds
+    seed..seed+seeds-1 (each seed its own trace, the same for every system) with 95% intervals."""
     rows = []
     for name in names:
         work = WORKLOADS[name]
@@ -355,8 +391,12 @@ def evaluate(names: list[str], quick: bool, seed: int, interval: float, rates: l
             for system in work.systems:
                 if rate not in work.only_at.get(system, [rate]):
                     continue
-                runs = [run_one(work, app, system, rate, work.duration, seed + n, interval) for n in range(work.repeat)]
-                rows.append(_median_run(runs))
+                if seeds > 1:
+                    rows.append(_over_seeds([run_one(work, app, system, rate, work.duration, seed + n, interval)
+                                             for n in range(seeds)]))
+                else:
+                    rows.append(_median_run([run_one(work, app, system, rate, work.duration, seed + n, interval)
+                                             for n in range(work.repeat)]))
     return rows
 
 
@@ -366,6 +406,37 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return runs[0]
     ordered = sorted(runs, key=lambda r: r["makespan"])
     return {**ordered[len(ordered) // 2], "makespans": [r["makespan"] for r in runs]}
+
+
+#: two-sided 95% Student t quantiles by sample size (n - 1 degrees of freedom)
+_T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+METRICS = ("mean", "p50", "p95", "p99", "makespan")
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (Student t; 0 for one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, _T975.get(len(values), 1.96) * statistics.stdev(values) / len(values) ** 0.5
+
+
+def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of one point at several seeds: each metric's mean, its 95% half-width (``<metric>_ci``),
+    and the per-seed values (``per_seed``, in seed order) for paired comparisons."""
+    row: dict[str, Any] = {k: runs[0][k] for k in ("workload", "system", "rate")}
+    row["requests"] = sum(r["requests"] for r in runs)
+    row["errors"] = sum(r["errors"] for r in runs)
+    row["seeds"] = len(runs)
+    row["per_seed"] = {m: [r[m] for r in runs] for m in METRICS}
+    for metric in METRICS:
+        values = [r[metric] for r in runs if r[metric] is not None]
+        row[metric], row[f"{metric}_ci"] = mean_ci(values) if values else (None, None)
+    imbalances = [r["imbalance"] for r in runs if r["imbalance"] is not None]
+    row["imbalance"] = statistics.fmean(imbalances) if imbalances else None
+    row["imbalance_by_agent"] = runs[len(runs) // 2]["imbalance_by_agent"]
+    row["wall"] = sum(r["wall"] for r in runs)
+    return row
 
 
 def main() -> None:
@@ -378,6 +449,8 @@ def main() -> None:
     parser.add_argument("--rates", default=None, help="comma-separated rates instead of each workload's own")
     parser.add_argument("--systems", default=None, help="comma-separated subset of the systems")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run every point at seeds seed..seed+N-1 and report mean ± 95%% CI (N > 1)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     parser.add_argument("--plots", type=Path, default=None, help="write PNG plots into this directory")
     args = parser.parse_args()
@@ -391,13 +464,16 @@ def main() -> None:
     started = time.perf_counter()
     rates = [float(r) for r in args.rates.split(",")] if args.rates else None
     systems = args.systems.split(",") if args.systems else None
-    rows = evaluate(names, args.quick, args.seed, args.interval, rates, systems)
+    rows = evaluate(names, args.quick, args.seed, args.interval, rates, systems, args.seeds)
     extra = {"comparisons": comparisons(rows, args.slo), "time_scale": args.time_scale, "quick": args.quick,
              "seconds": time.perf_counter() - started}
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
         extra["plots"] = [str(p) for p in plot(rows, plots)]
     columns = ["workload", "system", "rate", "requests", "errors", "mean", "p50", "p95", "p99", "makespan", "imbalance"]
+    if args.seeds > 1:
+        columns[columns.index("p99") + 1:columns.index("p99") + 1] = ["p99_ci"]
+        columns.append("makespan_ci")
     report("paper evaluation (seconds)", rows, columns, out, extra)
 
 

@@ -48,6 +48,7 @@ from ._pool import PoolEvents as PoolEvents
 from ._pool import W, WorkerPool
 from ._pool import fewest_hosted as fewest_hosted
 from ._push import PushReadiness
+from ._residency import Residency
 from ._routing import Router
 from ._statestore import StateStore
 
@@ -64,6 +65,7 @@ class ControlledBackend(Generic[W]):
         self.router: Router[W] = Router(self.node_store, moved=self._session_moved,
                                         grow=self._grow if placement.elastic else None)
         self.push: PushReadiness[W] = PushReadiness(pool, self.router, placement.push)
+        self.residency = Residency()  # KV-cache residency the engines report on Done (the view's)
         self._route = self.router.route  # on the path of every call
         self._components: dict[str, tuple[ComponentSpec, int]] = {}
         self._instance_numbers: dict[str, Iterator[int]] = {}
@@ -167,6 +169,7 @@ class ControlledBackend(Generic[W]):
         """Stop routing to an instance; its queued calls go to its siblings."""
         controller.retired = True
         self.router.remove(controller)
+        self.residency.forget(controller.id)
         for entry in controller.take_queued():
             self._route(entry.call).submit(entry)
 
@@ -202,6 +205,8 @@ class ControlledBackend(Generic[W]):
             return
         self.push.finished(call_id)
         entry, controller = found
+        if done.cache:  # what the instance's engines hold is true whatever happens to this result
+            self.residency.update(controller.id, done.cache)
         if entry.abandoned:  # a hung call that returned after its timeout: its result and state are dropped
             controller.release(entry)
             self._release_keys(entry)

@@ -191,7 +191,9 @@ class GlobalController(Control):
         now = trio.current_time()
         self.timing.changes = self._sync()
         instances = {i: c.metrics() for i, c in self.backend.instances.items()}
-        return MetricsView(now, instances, session_stages=self._stages, detail=self)
+        residency = getattr(self.backend, "residency", None)  # a backend whose engines report (not the emulator)
+        return MetricsView(now, instances, session_stages=self._stages, detail=self,
+                           residency=residency.view() if residency is not None else None)
 
     def _sync(self) -> int:
         """Merge the deltas of every instance since the last merge; returns how many."""

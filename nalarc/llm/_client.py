@@ -114,7 +114,7 @@ def engine_for(model: str, replica: str | None = None, config: EngineConfig | No
         engine = _ENGINES.get((model, replica))
         if engine is None:
             config = config or dataclasses.replace(config_from_env(), **_MODELS.get(model, {}))
-            engine = _ENGINES[(model, replica)] = SimulatedEngine(config)
+            engine = _ENGINES[(model, replica)] = SimulatedEngine(config, replica, model)
         return engine
 
 

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .. import _residency
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -63,6 +65,10 @@ class SimulatedEngine:
     """One model server's worth of simulated cost (thread-safe)."""
 
     config: EngineConfig = field(default_factory=EngineConfig)
+    #: The agent instance this engine serves, and its model: set, the engine reports
+    #: its cache's changes for the driver (``nalarc._residency``).
+    instance: str | None = None
+    model: str = "default"
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.config.max_batch)
@@ -78,21 +84,38 @@ class SimulatedEngine:
         with self._lock:
             return self._cache.get(session, 0)
 
-    def _remember(self, session: str, tokens: int) -> None:
+    def rewarm_seconds(self, tokens: int) -> float:
+        """Real seconds ``tokens`` of prefix add to a prefill when they are not cached."""
+        config = self.config
+        return tokens * config.prefill_s_per_token * (1 - config.cache_hit_cost) / config.time_scale
+
+    def _remember(self, session: str, tokens: int, prompt_tokens: int) -> None:
+        """Cache ``tokens`` of the session's prefix; report it, with the re-warm cost of the part a next
+        prompt like this one (``prompt_tokens`` long) would reuse: a chat that grows reuses all of its
+        last prompt, an agent asked a new short question each time hardly any."""
+        evicted_sessions = []
         with self._lock:
             self._cached_total -= self._cache.pop(session, 0)
             self._cache[session] = tokens
             self._cached_total += tokens
             while self._cached_total > self.config.cache_capacity_tokens and len(self._cache) > 1:
-                _, evicted = self._cache.popitem(last=False)
+                gone, evicted = self._cache.popitem(last=False)
                 self._cached_total -= evicted
+                evicted_sessions.append(gone)
+        if self.instance is not None:
+            reused = min(tokens, prompt_tokens)
+            _residency.record(self.instance, session, self.model, tokens, self.rewarm_seconds(reused))
+            for gone in evicted_sessions:
+                _residency.record(self.instance, gone, self.model, 0, 0.0)
 
     def drop(self, session: str) -> int:
         """Forget a session's prefix (it moved elsewhere); returns the tokens dropped."""
         with self._lock:
             tokens = self._cache.pop(session, 0)
             self._cached_total -= tokens
-            return tokens
+        if self.instance is not None and tokens:
+            _residency.record(self.instance, session, self.model, 0, 0.0)
+        return tokens
 
     # -- generation -----------------------------------------------------
 
@@ -150,7 +173,7 @@ class SimulatedEngine:
                 prefill = (uncached + cached * config.cache_hit_cost) * config.prefill_s_per_token
                 decode = max(outs) * config.decode_s_per_token * (1 + config.batch_slowdown * (batch - 1))
                 yield Usage(sum(prompt_tokens), cached, sum(outs), prefill + decode, prefill)
-                self._remember(session, prompt_tokens[-1] + outs[-1])
+                self._remember(session, prompt_tokens[-1] + outs[-1], prompt_tokens[-1])
             finally:
                 with self._lock:
                     self._active -= 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ._api import CachedPrefix as CachedPrefix
 from ._api import Control as Control
 from ._autoscale import Autoscale as Autoscale
+from ._cache import CacheAware as CacheAware
 from ._api import FutureMetrics as FutureMetrics
 from ._api import InstanceMetrics as InstanceMetrics
 from ._api import MetricsView as MetricsView
@@ -31,6 +33,8 @@ __all__ = [
     "ResourceReassignment",
     "SessionPriority",
     "StickyFCFS",
+    "CacheAware",
+    "CachedPrefix",
     "Compose",
     "Control",
     "FutureMetrics",

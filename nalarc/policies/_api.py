@@ -54,6 +54,17 @@ class InstanceMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class CachedPrefix:
+    """A session's prefix resident in one instance's KV cache (its engines' last report)."""
+
+    #: Prefix tokens cached (summed over the instance's models).
+    tokens: int
+    #: What serving them uncached would add to the session's next prefill there,
+    #: in real seconds: the cost of moving the session elsewhere (re-warming).
+    rewarm_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class FutureMetrics:
     """One queued or running call."""
 
@@ -91,13 +102,19 @@ class MetricsView:
             (depth in the call graph) among the session's live (queued or
             running) calls at that component.  Maintained from deltas: reading
             it is free, iterating it is O(sessions).
+        residency: Instance id -> session -> :class:`CachedPrefix`: the KV-cache
+            prefixes each instance's model servers hold, as the engines
+            reported them on the results of the calls that changed them (so
+            as fresh as the last call, and free to read: the executor's live
+            table, valid during the policy step).  Empty when no engine
+            reports (a real endpoint, tools).
 
     Build one from explicit ``futures`` (tests, simulations) or, as the
     executor does, from aggregates plus a :class:`FutureDetail` that serves
     per-future detail lazily.
     """
 
-    __slots__ = ("now", "instances", "session_stages", "_detail", "_futures")
+    __slots__ = ("now", "instances", "session_stages", "residency", "_detail", "_futures")
 
     def __init__(
         self,
@@ -107,12 +124,14 @@ class MetricsView:
         *,
         session_stages: Mapping[tuple[str, str], int] | None = None,
         detail: FutureDetail | None = None,
+        residency: Mapping[str, Mapping[str, CachedPrefix]] | None = None,
     ) -> None:
         self.now, self.instances = now, instances
         self._futures = tuple(futures) if futures is not None else None
         self._detail = detail if detail is not None else _FutureList(self._futures or ())
         stages = session_stages if session_stages is not None else _deepest_stages(self._futures or ())
         self.session_stages: Mapping[tuple[str, str], int] = MappingProxyType(stages)  # read-only
+        self.residency: Mapping[str, Mapping[str, CachedPrefix]] = MappingProxyType(residency or {})  # no copy
 
     @property
     def futures(self) -> tuple[FutureMetrics, ...]:

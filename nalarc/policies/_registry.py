@@ -8,6 +8,7 @@ from pathlib import Path
 from .._errors import PolicyError
 from ._api import Policy
 from ._autoscale import Autoscale
+from ._cache import CacheAware
 from ._defaults import Compose, LeastLoaded
 from ._paper import LPT, SRTF, HeadOfLineMigration, RayLike, ResourceReassignment, SessionPriority, StickyFCFS
 
@@ -22,11 +23,16 @@ def register(cls: type[Policy]) -> type[Policy]:
     return cls
 
 
-for _policy in (LeastLoaded, Autoscale, HeadOfLineMigration, ResourceReassignment, SessionPriority, SRTF, LPT, StickyFCFS, RayLike):
+for _policy in (LeastLoaded, Autoscale, HeadOfLineMigration, ResourceReassignment, SessionPriority, SRTF, LPT, StickyFCFS, RayLike,
+                CacheAware):
     register(_policy)
 
 #: Names that stand for a composition (the paper's three default policies, §8.5).
-ALIASES = {"nalar": "least-loaded+hol-migration+reassign"}
+ALIASES = {
+    "nalar": "least-loaded+hol-migration+reassign",
+    # the same with cache-aware routing and migration in place of blind head-of-line migration
+    "nalar-cache": "least-loaded+cache-aware+reassign",
+}
 
 
 def _from_file(spec: str) -> Policy:

@@ -172,6 +172,9 @@ class Done(NamedTuple):
     traceback: str
     #: where the value was pushed
     pushed: Pushed
+    #: KV-cache changes of the instance's model servers since its last Done:
+    #: ``(session, model, tokens, rewarm_s)`` (``nalarc._residency``)
+    cache: tuple[tuple[str, str, int, float], ...] = ()
 
 
 class Call(NamedTuple):

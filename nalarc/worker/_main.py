@@ -43,7 +43,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import _telemetry
+from .. import _residency, _telemetry
 from .._builddir import load_build
 from .._errors import NalarcError, RemoteError
 from .._state import StateTransaction, _instance
@@ -186,7 +186,8 @@ class Worker:
     # -- calls -------------------------------------------------------------
 
     def _run(self, run: Run) -> None:
-        call_id = run.call_id
+        call_id, instance_id = run.call_id, run.instance_id
+        _residency.listen(instance_id)
         try:
             args, kwargs = self._take_deps(run.deps, run.args, run.kwargs) if run.deps else (run.args, run.kwargs)
             function = self.host.function(run.instance_id, run.key, run.method)
@@ -196,16 +197,18 @@ class Worker:
                                                run.instance_id, txn)
             targets = self._pushes.pop(call_id, None)
             pushed = self._push(call_id, result, targets) if targets else ()
-            payload = dumps(Done(call_id, True, result, after, "", pushed), (result, after))
+            done = Done(call_id, True, result, after, "", pushed, _residency.drain(instance_id))
+            payload = dumps(done, (result, after))
         except Exception as error:  # noqa: BLE001 - delivered to the workflow
             self._pushes.pop(call_id, None)
             pickled, text = encode_error(error)
-            payload = dumps(Done(call_id, False, pickled, None, text, ()))
+            payload = dumps(Done(call_id, False, pickled, None, text, (), _residency.drain(instance_id)))
         self.channel.send_bytes(payload)
 
     def _run_batch(self, batch: RunBatch) -> None:
         """Calls merged into one: ``<method>_batch(calls)`` if the agent has one."""
         items, instance_id = batch.items, batch.instance_id
+        _residency.listen(instance_id)
         method = items[0].method
         function = self.host.function(instance_id, batch.key, method)
         batched = getattr(self.host.instance(instance_id, function[1]), f"{method}_batch", None)
@@ -227,6 +230,7 @@ class Worker:
         except Exception as error:  # noqa: BLE001 - every call of the batch fails with it
             pickled, text = encode_error(error)
             replies = [Done(item.call_id, False, pickled, None, text, ()) for item in items]
+        replies[-1] = replies[-1]._replace(cache=_residency.drain(instance_id))
         for reply in replies:
             self.channel.send(reply)
 

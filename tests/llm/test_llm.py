@@ -42,6 +42,28 @@ def test_kv_cache_hit_makes_prefill_cheaper_and_eviction_is_lru() -> None:
     assert engine.drop("s3") > 0 and engine.cached_tokens("s3") == 0
 
 
+def test_an_instance_engine_reports_its_cache_changes_for_the_driver() -> None:
+    from nalarc import _residency
+
+    engine = SimulatedEngine(fast(cache_capacity_tokens=3000, max_output_tokens=1), "Analyst#7", "analyst")
+    unheard = SimulatedEngine(fast(), "Analyst#8", "analyst")  # no worker hosts it here: nothing is kept
+    _residency.listen("Analyst#7")
+    prompt = "x" * 4000  # 1000 tokens
+    engine.generate(prompt, "s1", "a")
+    unheard.generate(prompt, "s1", "a")
+    ((session, model, tokens, rewarm),) = _residency.drain("Analyst#7")
+    assert (session, model, tokens) == ("s1", "analyst", 1001)  # the prompt and its one output token
+    # what a prompt as long as the last would reuse: 1000 tokens at 0.9 of the prefill, time-compressed
+    assert rewarm == pytest.approx(1000 * 0.0004 * 0.9 / 1000)
+    assert _residency.drain("Analyst#7") == () and _residency.drain("Analyst#8") == ()
+    engine.generate(prompt, "s2", "b")
+    engine.generate(prompt, "s3", "c")  # over capacity: s1 is evicted, and that is reported too
+    reports = {r[0]: r[2] for r in _residency.drain("Analyst#7")}
+    assert reports == {"s1": 0, "s2": 1001, "s3": 1001}
+    engine.drop("s3")
+    assert _residency.drain("Analyst#7") == (("s3", "analyst", 0, 0.0),)
+
+
 def test_continuous_batching_limits_concurrency() -> None:
     engine = SimulatedEngine(EngineConfig(max_batch=2, time_scale=100.0, prefill_s_per_token=0.0,
                                           decode_s_per_token=1.0, output_median_tokens=1,

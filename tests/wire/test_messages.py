@@ -42,6 +42,7 @@ EXAMPLES: list[Any] = [
     wire.Shutdown(),
     wire.Ready(1234),
     wire.Done(7, True, 42, None, "", (("w2", (5,)),)),
+    wire.Done(8, True, 42, None, "", (), (("s1", "analyst", 2000, 0.08),)),
     wire.Call(1, "app:double", None, 1 << 8, (2,), {}, "s", "r"),
     wire.Need(3),
     wire.ProbeReply(1, {"values": 0, "waiting": 0}),
@@ -93,7 +94,7 @@ def test_a_reference_crosses_the_wire_in_a_call_s_arguments() -> None:
 def test_fields_are_read_by_name() -> None:
     run = EXAMPLES[1]
     assert (run.call_id, run.key, run.deps, run.push) == (7, "app:Planner", ((3, "w1"),), (("w2", 5),))
-    assert wire.Done._fields == ("call_id", "ok", "payload", "state", "traceback", "pushed")
+    assert wire.Done._fields == ("call_id", "ok", "payload", "state", "traceback", "pushed", "cache")
 
 
 def test_every_message_is_sent_somewhere() -> None:
