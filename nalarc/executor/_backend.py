@@ -382,7 +382,7 @@ class ControlledBackend(Generic[W]):
         if self.keys is not None and self.keys.governs(entry.call.spec.name):
             self.keys.submit(entry, self._dispatch)
         else:
-            self._route(entry.call).submit(entry)
+            self._dispatch(entry)
 
     def _dispatch(self, entry: QueuedCall) -> None:
         self._route(entry.call).submit(entry)

@@ -24,8 +24,8 @@ import secrets
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
