@@ -345,7 +345,8 @@ class ControlledBackend(Generic[W]):
         raise AssertionError("unreachable")
 
     def _abandon(self, entry: QueuedCall) -> None:
-        """A call that timed out: still queued, it never runs; running, whatever it returns is discarded.
+        """A call that timed out: queued at an instance, it never runs; running (or still waiting
+        for a concurrency key, which dispatches it later), whatever it returns is discarded.
 
         A worker cannot stop a thread safely, so a running call keeps its slot until
         it returns (the instance's capacity stays honest); its managed-state writes
