@@ -206,10 +206,17 @@ def _loopback_http(factory: Callable[..., _HTTP]) -> _HTTP:
 
 
 def warm_up() -> None:
-    """Start the embedded server and its client now, so the first call pays no set-up (about 30 ms)."""
+    """Set the client up now, so the first call pays no set-up (about 150 ms in a fresh process).
+
+    Builds the client and loads the chat resource (openai imports it on first
+    use); with the embedded simulated server, also starts it and opens a
+    connection to it.  A real endpoint is not contacted.
+    """
     target = _target(None)
+    client = _sync_client(target)
+    client.chat.completions  # noqa: B018 - openai loads the resource's modules on first access
     if target.embedded:
-        _sync_client(target).models.list()
+        client.models.list()
 
 
 def _running_loop() -> object:

@@ -158,6 +158,7 @@ class Worker:
             self.host.preempt(message.instance_id, message.hook)
         elif kind is Init:
             load_build(Path(message.build_dir))
+            _warm_up_llm_client()
             self.channel.send(Ready(os.getpid()))
         elif kind is Shutdown:
             self.stopped.set()
@@ -316,6 +317,20 @@ class Worker:
         finally:
             self.values.peer(peer, connected=False)
             channel.close()
+
+
+def _warm_up_llm_client() -> None:
+    """If the app uses ``nalarc.llm``, set its client up before the worker says it is ready.
+
+    The first chat in a fresh process otherwise pays for the client, the
+    embedded simulated server and openai's lazily imported modules (150 ms
+    on a quiet machine, several times that while its siblings boot too): in
+    an open-loop benchmark that lands on the first requests' latency, and
+    in production on the first requests after every scale-up.
+    """
+    client = sys.modules.get("nalarc.llm._client")
+    if client is not None:
+        client.warm_up()
 
 
 def _single(batch: RunBatch, item: BatchItem) -> Run:
