@@ -345,14 +345,16 @@ class ControlledBackend(Generic[W]):
         raise AssertionError("unreachable")
 
     def _abandon(self, entry: QueuedCall) -> None:
-        """A call that timed out: queued at an instance, it never runs; running (or still waiting
-        for a concurrency key, which dispatches it later), whatever it returns is discarded.
+        """A call that timed out: still waiting for a concurrency key or queued at an instance,
+        it never runs; running, whatever it returns is discarded.
 
         A worker cannot stop a thread safely, so a running call keeps its slot until
         it returns (the instance's capacity stays honest); its managed-state writes
         are never committed (:meth:`_finish`) and a crash does not re-run it (:meth:`lost`).
         """
         entry.abandoned = True
+        if self.keys is not None and self.keys.withdraw(entry):
+            return  # it held no key: the call waiting behind it is next
         for controller in self.instances.values():
             if controller.take_future(entry.future_id):
                 self._release_keys(entry)

@@ -7,7 +7,8 @@ the driver dispatches calls (``ControlledBackend``): a call of a governed
 component is routed only once every limit it falls under has room for its
 key; otherwise it waits here, in arrival order per key, holding no instance
 slot.  It leaves when its outcome is delivered (a re-run after a worker crash
-keeps its place).  Components no limit governs never reach this module: the
+keeps its place), or, if it times out while still waiting, it leaves the
+queue and never runs (:meth:`ConcurrencyKeys.withdraw`).  Components no limit governs never reach this module: the
 backend checks one frozenset.
 """
 
@@ -39,6 +40,8 @@ class ConcurrencyKeys:
         self._waiting: dict[_Slot, deque[QueuedCall]] = {}
         #: id(entry) -> the slots it holds (entries compare by identity)
         self._held: dict[int, tuple[_Slot, ...]] = {}
+        #: id(entry) -> the slot whose queue it waits in (so a timed-out waiter can leave it)
+        self._waits_for: dict[int, _Slot] = {}
         self._signatures: dict[str, inspect.Signature | None] = {}
 
     def governs(self, name: str) -> bool:
@@ -53,6 +56,7 @@ class ConcurrencyKeys:
         full = next((slot for slot in slots if self._active.get(slot, 0) >= self.limits[slot[0]].limit), None)
         if full is not None:
             self._waiting.setdefault(full, deque()).append(entry)
+            self._waits_for[id(entry)] = full
             return
         for slot in slots:
             self._active[slot] = self._active.get(slot, 0) + 1
@@ -71,11 +75,44 @@ class ConcurrencyKeys:
             else:
                 del self._active[slot]
         for slot in slots:
-            queue = self._waiting.get(slot)
-            while queue and self._active.get(slot, 0) < self.limits[slot[0]].limit:
-                self.submit(queue.popleft(), dispatch)  # may wait again, behind another of its keys
-            if queue is not None and not queue:
-                del self._waiting[slot]
+            self._hand_on(slot, dispatch)
+
+    def withdraw(self, entry: QueuedCall) -> bool:
+        """``entry`` timed out while waiting for a key: it leaves the queue and never runs.
+
+        False if it was not waiting (it holds its keys, or never needed one).
+        Nothing is dispatched: a queue is non-empty only while its slot is full
+        (:meth:`release` hands a freed slot on at once), so the waiter behind
+        ``entry`` simply moves up and gets the slot when it frees.
+        """
+        slot = self._waits_for.pop(id(entry), None)
+        if slot is None:
+            return False
+        queue = self._waiting[slot]
+        queue.remove(entry)  # by identity (eq=False); O(queue), only on a timeout
+        if not queue:
+            del self._waiting[slot]
+        return True
+
+    def _hand_on(self, slot: _Slot, dispatch: Callable[[QueuedCall], None]) -> None:
+        """Give ``slot``'s free room to the calls waiting for it, in arrival order.
+
+        Re-entrant: dispatching a waiter can deliver a call and so release this
+        slot again, which drains (and may delete) this same queue under us.  So
+        the room is checked again after each dispatch, and the queue is deleted
+        only if it is still the one registered for ``slot`` (never twice).
+        """
+        queue = self._waiting.get(slot)
+        while queue and self._active.get(slot, 0) < self.limits[slot[0]].limit:
+            waiter = queue.popleft()
+            del self._waits_for[id(waiter)]
+            self.submit(waiter, dispatch)  # may wait again, behind another of its keys
+        if queue is not None and not queue and self._waiting.get(slot) is queue:
+            del self._waiting[slot]
+
+    def held(self) -> int:
+        """Calls holding their keys (for status and tests)."""
+        return len(self._held)
 
     def waiting(self) -> int:
         """Calls waiting for a key (for status and tests)."""

@@ -89,20 +89,50 @@ def test_agents_grow_too_but_only_to_their_max(tmp_path: Path) -> None:
     assert result == [-i for i in range(20)] and count == 3
 
 
-def test_the_autoscaler_gives_idle_tool_instances_back_and_no_call_is_lost(tmp_path: Path) -> None:
-    async def body(service: Service) -> tuple[list[Any], list[int]]:
-        counts: list[int] = []
-        results: list[Any] = []
-        for _ in range(3):  # burst, idle long enough to scale down, burst again
-            results.append(await service.run("burst", {"n": 12}))
-            counts.append(len(_instances(service, "slow")))
-            await trio.sleep(0.8)
-            counts.append(len(_instances(service, "slow")))
-        return results, counts
+async def _until_instances(service: Service, component: str, count: int, deadline: float = 20.0) -> None:
+    """Wait until ``component`` has ``count`` instances (polled; the deadline is generous for a loaded machine)."""
+    with trio.move_on_after(deadline):
+        while len(_instances(service, component)) != count:
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"{component} has {len(_instances(service, component))} instances, not {count}, "
+                         f"{deadline} s after its burst")
 
-    results, counts = _serve(tmp_path, body, policy=Autoscale(downscale_delay=0.2, look_back=0.2), interval=0.05)
+
+DOWNSCALE_DELAY = 0.2
+
+
+def test_the_autoscaler_gives_idle_tool_instances_back_and_no_call_is_lost(tmp_path: Path) -> None:
+    async def body(service: Service) -> tuple[list[Any], list[int], list[list[float]]]:
+        backend: Any = service.backend
+        retire, retired_at = backend.retire, []
+
+        def recording_retire(controller: Any) -> None:  # observes only: when each instance is given back
+            retired_at.append(trio.current_time())
+            retire(controller)
+
+        setattr(backend, "retire", recording_retire)
+        grown: list[int] = []
+        retirements: list[list[float]] = []
+        results: list[Any] = []
+        for _ in range(3):  # burst, idle until scaled down, burst again
+            results.append(await service.run("burst", {"n": 12}))
+            before = len(retired_at)
+            grown.append(len(_instances(service, "slow")))
+            # Not a fixed sleep: giving 3 instances back takes at least look_back + 3 delays
+            # (0.8 s) of controller rounds, and longer on a loaded machine.
+            await _until_instances(service, "slow", 1)
+            retirements.append(retired_at[before:])
+        return results, grown, retirements
+
+    results, grown, retirements = _serve(tmp_path, body, interval=0.05,
+                                         policy=Autoscale(downscale_delay=DOWNSCALE_DELAY, look_back=0.2))
     for result in results:
         assert [r[0] for r in result] == [i * 2 for i in range(12)]
-    grown, shrunk = counts[0::2], counts[1::2]
     # 12 calls need 3 instances of 4 slots (the autoscaler's 80% target may add the 4th, the max)
-    assert all(3 <= n <= 4 for n in grown) and shrunk == [1, 1, 1], counts
+    assert all(3 <= n <= 4 for n in grown), grown
+    for n, times in zip(grown, retirements):
+        # one idle instance at a time, each a full delay after the one before (load only adds to the gaps;
+        # 10 ms for the clock read between the round's view and the retirement)
+        assert len(times) == n - 1, (grown, retirements)
+        assert all(b - a >= DOWNSCALE_DELAY - 0.01 for a, b in zip(times, times[1:])), retirements
