@@ -190,7 +190,9 @@ class GlobalController(Control):
         """The view for one round: every instance's metrics, and the session aggregates brought up to date."""
         now = trio.current_time()
         self.timing.changes = self._sync()
-        instances = {i: c.metrics() for i, c in self.backend.instances.items()}
+        router = getattr(self.backend, "router", None)  # a backend that places calls early (push readiness)
+        placed: Mapping[str, int] = router.placed if router is not None else {}
+        instances = {i: c.metrics(placed.get(i, 0)) for i, c in self.backend.instances.items()}
         residency = getattr(self.backend, "residency", None)  # a backend whose engines report (not the emulator)
         return MetricsView(now, instances, session_stages=self._stages, detail=self,
                            residency=residency.view() if residency is not None else None)

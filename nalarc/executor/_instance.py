@@ -339,8 +339,11 @@ class InstanceController(Generic[W]):
 
     # -- what the global controller reads --------------------------------------
 
-    def metrics(self) -> InstanceMetrics:
-        """What this controller publishes to the node store (O(1): every field is kept up to date)."""
+    def metrics(self, pending: int = 0) -> InstanceMetrics:
+        """What this controller publishes to the node store (O(1): every field is kept up to date).
+
+        ``pending``: calls routed here that wait for their inputs (the router counts them).
+        """
         now = trio.current_time()
         since, busy_before = self._busy_mark
         utilization = (self.busy_seconds - busy_before) / max(now - since, 1e-9)
@@ -350,7 +353,7 @@ class InstanceController(Generic[W]):
             alive=self.worker.alive and not self.retired, stateful=self.spec.directives.stateful,
             queue_length=self._queued, running=self.running, capacity=self.limit,
             completed=self.completed, waiting_sessions=self._waiting.keys(),
-            latency_ms=self.latency_ms, utilization=utilization,
+            latency_ms=self.latency_ms, utilization=utilization, pending=pending,
         )
 
     def drain_changes(self) -> list[tuple[str, int | None]]:

@@ -47,6 +47,9 @@ class InstanceMetrics:
     latency_ms: float
     #: Share of the last interval spent running calls (0..capacity).
     utilization: float
+    #: Calls already made and routed here that wait for their inputs: the work the
+    #: compiled workflow will bring next (lookahead; counted in neither queue nor load).
+    pending: int = 0
 
     @property
     def load(self) -> int:

@@ -30,7 +30,12 @@ class HeadOfLineMigration(Policy):
 
 
 class ResourceReassignment(Policy):
-    """An idle instance of the least pressured agent becomes one of the most pressured (GPUs stay constant)."""
+    """An idle instance of a lightly pressured agent becomes one of the most pressured (GPUs stay constant).
+
+    Lookahead: an agent with calls already made and waiting for their inputs
+    (``pending``, from the compiled workflow's futures) is about to be busy, so
+    it gives nothing away, however idle it is now.
+    """
 
     name = "reassign"
     threshold = 2.0  # queued calls per instance that count as overloaded
@@ -42,9 +47,11 @@ class ResourceReassignment(Policy):
         agents = sorted((c for c in view.components() if view.of(c) and view.of(c)[0].kind == "agent"), key=pressure)
         if len(agents) < 2 or pressure(agents[-1]) < self.threshold:
             return
-        idle = [i for i in view.of(agents[0]) if i.load == 0]
+        donors = ([i for i in view.of(a) if i.load == 0] for a in agents[:-1]
+                  if not any(i.pending for i in view.of(a)))
+        idle = next((d for d in donors if d), None)
         added = control.provision(agents[-1]) if idle else None
-        if added is not None and not control.kill(idle[-1].id):
+        if added is not None and idle is not None and not control.kill(idle[-1].id):
             control.kill(added)  # the donor is at min_instances: give the new one back
 
 

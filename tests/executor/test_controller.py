@@ -161,6 +161,23 @@ def test_migration_before_the_dependency_is_ready(tmp_path: Path) -> None:
     run_service(tmp_path, body, default_instances=2, agent_concurrency=1)
 
 
+def test_the_view_counts_calls_made_and_waiting_for_their_inputs_as_pending(tmp_path: Path) -> None:
+    """Lookahead: a call the workflow has made, whose input is still running, is in the view before it queues."""
+
+    async def body(service: Service, backend: ProcessBackend) -> None:
+        control = GlobalController(backend, Idle())
+        async with trio.open_nursery() as nursery:
+            results: dict[int, Any] = {}
+            nursery.start_soon(_store, results, 0, service.run("work_after_dep", {"x": 5}, "s3"))
+            await trio.sleep(0.1)  # dep (0.3 s) is still running
+            waiting = control.collect().of("Slow")
+            assert [(i.pending, i.load) for i in waiting if i.pending] == [(1, 0)]
+        after = control.collect().of("Slow")
+        assert results[0][0] == 5 and sum(i.pending for i in after) == 0
+
+    run_service(tmp_path, body, default_instances=2, agent_concurrency=1)
+
+
 def test_migration_racing_the_dependency_value(tmp_path: Path) -> None:
     """Value in flight: migrating in the same instant the input arrives runs the call once, at the new place."""
 

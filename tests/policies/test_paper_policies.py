@@ -52,8 +52,10 @@ class Recorder(Control):
         return f"{agent}#new"
 
 
-def inst(id: str, queue: int = 0, running: int = 0, waiting: frozenset[str] = frozenset(), stateful: bool = False) -> InstanceMetrics:
-    return InstanceMetrics(id, id.split("#")[0], "agent", "w0", True, stateful, queue, running, 1, 0, waiting, 0.0, 0.0)
+def inst(id: str, queue: int = 0, running: int = 0, waiting: frozenset[str] = frozenset(), stateful: bool = False,
+         pending: int = 0) -> InstanceMetrics:
+    return InstanceMetrics(id, id.split("#")[0], "agent", "w0", True, stateful, queue, running, 1, 0, waiting, 0.0, 0.0,
+                           pending)
 
 
 def fut(id: str, instance: str, *, session: str = "s", request: str = "r", stage: int = 1, age: float = 1.0,
@@ -88,6 +90,19 @@ def test_reassignment_moves_an_instance_to_the_overloaded_agent() -> None:
     quiet = Recorder()
     ResourceReassignment().step(view([inst("Chat#0"), inst("Code#0", queue=1)]), quiet)
     assert quiet.calls == []
+
+
+def test_reassignment_looks_ahead_an_idle_agent_with_calls_on_the_way_keeps_its_instances() -> None:
+    # Auditor is idle now (and first in line to give), but calls made for it wait for the developers' results.
+    auditor_expects = [inst("Auditor#0", pending=3), inst("Auditor#1"), inst("Planner#0"), inst("Planner#1"),
+                      inst("Developer#0", queue=6, running=1)]
+    control = Recorder()
+    ResourceReassignment().step(view(auditor_expects), control)
+    assert control.calls == [("provision", "Developer"), ("kill", "Planner#1")]
+    nobody_free = Recorder()
+    ResourceReassignment().step(view([inst("Auditor#0", pending=1), inst("Auditor#1"), inst("Developer#0", queue=6)]),
+                                nobody_free)
+    assert nobody_free.calls == []
 
 
 def test_reassignment_moves_gpus_between_agents_only_and_keeps_their_number() -> None:
