@@ -373,7 +373,7 @@ def plot(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
 
 
 def evaluate(names: list[str], quick: bool, seed: int, interval: float, rates: list[float] | None,
-             systems: list[str] | None, seeds: int = 1) -> list[dict[str, Any]]:
+             systems: list[str] | None, seeds: int = 1, burst: int | None = None) -> list[dict[str, Any]]:
     """One row per (workload, system, rate): a single run, or with ``seeds`` > 1 the mean over seeds
     seed..seed+seeds-1 (each seed its own trace, the same for every system) with 95% intervals."""
     rows = []
@@ -385,6 +385,8 @@ def evaluate(names: list[str], quick: bool, seed: int, interval: float, rates: l
             work = replace(work, rates=rates)
         if systems:
             work = replace(work, systems=tuple(s for s in work.systems if s in systems))
+        if burst and work.kind == "makespan":
+            work = replace(work, burst=burst)
         app = load_app(ROOT / work.app)
         CONSOLE.print(f"[bold]{name}[/bold]: {work.app}")
         for rate in (work.rates or [0.0]):
@@ -448,6 +450,8 @@ def main() -> None:
     parser.add_argument("--slo", type=float, default=2.0, help="router p99 SLO in seconds (real, compressed)")
     parser.add_argument("--rates", default=None, help="comma-separated rates instead of each workload's own")
     parser.add_argument("--systems", default=None, help="comma-separated subset of the systems")
+    parser.add_argument("--swe-burst", type=int, default=None,
+                        help=f"tasks in the software-engineering burst (default {WORKLOADS['swe'].burst})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1,
                         help="run every point at seeds seed..seed+N-1 and report mean ± 95%% CI (N > 1)")
@@ -464,7 +468,7 @@ def main() -> None:
     started = time.perf_counter()
     rates = [float(r) for r in args.rates.split(",")] if args.rates else None
     systems = args.systems.split(",") if args.systems else None
-    rows = evaluate(names, args.quick, args.seed, args.interval, rates, systems, args.seeds)
+    rows = evaluate(names, args.quick, args.seed, args.interval, rates, systems, args.seeds, args.swe_burst)
     extra = {"comparisons": comparisons(rows, args.slo), "time_scale": args.time_scale, "quick": args.quick,
              "seconds": time.perf_counter() - started}
     if plots is not None:
