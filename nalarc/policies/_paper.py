@@ -50,8 +50,10 @@ class ResourceReassignment(Policy):
         donors = ([i for i in view.of(a) if i.load == 0] for a in agents[:-1]
                   if not any(i.pending for i in view.of(a)))
         idle = next((d for d in donors if d), None)
-        added = control.provision(agents[-1]) if idle else None
-        if added is not None and idle is not None and not control.kill(idle[-1].id):
+        if idle is None:
+            return
+        added = control.provision(agents[-1])
+        if added is not None and not control.kill(idle[-1].id):
             control.kill(added)  # the donor is at min_instances: give the new one back
 
 
